@@ -1,0 +1,19 @@
+"""Input errors of the data stages, each naming the file, the byte offset and the product."""
+
+
+class DataInputError(ValueError):
+    """Bad input data. `path`, `offset` and `product_id` locate it (None where unknown)."""
+
+    def __init__(self, path, offset, product_id, reason):
+        self.path, self.offset, self.product_id, self.reason = path, offset, product_id, reason
+        where = f"{path}: offset {offset}" if offset is not None else f"{path}"
+        if product_id is not None:
+            where += f", product {product_id}"
+        super().__init__(f"{where}: {reason}")
+
+    def as_dict(self):
+        return {"path": self.path, "offset": self.offset, "product_id": self.product_id, "reason": self.reason}
+
+
+class BsonFormatError(DataInputError):
+    """A document that is not a valid Kaggle product (truncated, corrupt, missing keys, duplicate id)."""

@@ -1,0 +1,71 @@
+"""Shared pytest fixtures: small real BSON files written with pymongo's bson module."""
+import os
+
+import bson
+import cv2
+import numpy as np
+import pytest
+
+REAL_DIR = os.environ.get("CDISCOUNT_REAL_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "real"))
+REAL_TRAIN_EXAMPLE = os.path.join(REAL_DIR, "train_example.bson")
+REAL_CATEGORY_NAMES = os.path.join(REAL_DIR, "category_names.csv")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: long-running test (deselect with -m 'not slow')")
+
+
+@pytest.fixture
+def real_train_example():
+    """Path to the official 82-product Kaggle sample; skips when ../shared/real is absent."""
+    if not os.path.exists(REAL_TRAIN_EXAMPLE):
+        pytest.skip("official sample not available (../shared/real/train_example.bson)")
+    return REAL_TRAIN_EXAMPLE
+
+
+@pytest.fixture
+def real_category_names():
+    if not os.path.exists(REAL_CATEGORY_NAMES):
+        pytest.skip("official category_names.csv not available (../shared/real)")
+    return REAL_CATEGORY_NAMES
+
+
+def jpeg_bytes(seed, size=180):
+    """A real 180x180 JPEG whose content depends on `seed`."""
+    rng = np.random.RandomState(seed)
+    img = np.empty((size, size, 3), np.uint8)
+    img[:] = rng.randint(0, 256, 3)
+    cv2.circle(img, (int(rng.randint(20, 160)), int(rng.randint(20, 160))), 30, tuple(int(v) for v in rng.randint(0, 256, 3)), -1)
+    ok, buf = cv2.imencode(".jpg", img)
+    assert ok
+    return buf.tobytes()
+
+
+def write_bson(path, docs):
+    """Write documents (dicts) as a Kaggle-style BSON file: a plain concatenation."""
+    with open(path, "wb") as f:
+        for doc in docs:
+            f.write(bson.encode(doc))
+    return path
+
+
+def make_products(n, n_categories=5, test=False, first_id=0, seed=0, categories=None):
+    """`n` products with 1-4 JPEGs each; ids ascending with gaps, like the Kaggle file."""
+    rng = np.random.RandomState(seed)
+    categories = categories or [1000000000 + 17 * c for c in range(n_categories)]
+    docs, pid = [], first_id
+    for i in range(n):
+        doc = {"_id": pid}
+        if not test:
+            doc["category_id"] = categories[i % len(categories)]
+        doc["imgs"] = [{"picture": jpeg_bytes(seed * 100003 + pid * 7 + k)} for k in range(1 + rng.randint(4))]
+        docs.append(doc)
+        pid += 1 + rng.randint(3)
+    return docs
+
+
+@pytest.fixture
+def small_bson(tmp_path):
+    """A 40-product train-style BSON file and its documents."""
+    docs = make_products(40)
+    return write_bson(str(tmp_path / "train.bson"), docs), docs

@@ -1,0 +1,200 @@
+"""The BSON offset index: real and synthetic files, random access, and every kind of bad input."""
+import os
+import struct
+
+import bson
+import numpy as np
+import pytest
+
+from conftest import make_products, write_bson
+from data.bson_index import BsonIndex, index_path_for, scan_bson
+from data.errors import BsonFormatError
+
+
+def decode_all(path):
+    with open(path, "rb") as f:
+        return list(bson.decode_file_iter(f))
+
+
+@pytest.fixture(params=["real", "synthetic"])
+def source(request, tmp_path):
+    """(path, documents) of a clean train file: the official sample or a synthetic one."""
+    if request.param == "real":
+        path = request.getfixturevalue("real_train_example")
+    else:
+        path = write_bson(str(tmp_path / "synthetic.bson"), make_products(30, seed=3))
+    return path, decode_all(path)
+
+
+def test_official_sample_indexes_to_82_products_and_110_images(real_train_example):
+    index = BsonIndex.build(real_train_example)
+    summary = index.summary()
+    assert (summary["products"], summary["images"], summary["categories"]) == (82, 110, 36)
+    assert summary["images_per_product"] == {"1": 67, "2": 7, "3": 3, "4": 5}
+    assert index.kind == "train"
+
+
+def test_random_access_equals_sequential_decode(source):
+    path, docs = source
+    index = BsonIndex.build(path)
+    assert len(index) == len(docs)
+    assert [d["_id"] for d in docs] == index.product_ids.tolist()
+    assert [len(d["imgs"]) for d in docs] == index.n_images.tolist()
+    assert [d["category_id"] for d in docs] == index.category_ids.tolist()
+    rng = np.random.RandomState(0)
+    for pos in rng.permutation(len(docs)):
+        assert index.read(pos) == docs[pos]
+        assert index.get(docs[pos]["_id"]) == docs[pos]
+    assert [doc for _, doc in index.iter_documents()] == docs
+    assert [doc for _, doc in index.iter_documents(3, 11)] == docs[3:11]
+    # Small read chunks exercise the run-splitting of iter_raw.
+    assert [bson.decode(raw) for _, raw in index.iter_raw(chunk_bytes=10_000)] == docs
+    np.testing.assert_array_equal(index.positions_of([d["_id"] for d in docs[::-1]]), np.arange(len(docs))[::-1])
+    with pytest.raises(KeyError, match="no product with _id"):
+        index.position_of(-5)
+
+
+def test_partition_covers_every_product_once_with_balanced_bytes(source):
+    index = BsonIndex.build(source[0])
+    for n in (1, 2, 3, 7):
+        parts = index.partition(n)
+        assert len(parts) == n and parts[0][0] == 0 and parts[-1][1] == len(index)
+        assert all(a[1] == b[0] for a, b in zip(parts, parts[1:]))
+        sizes = [index.records["length"][a:b].sum() for a, b in parts]
+        assert max(sizes) - min(sizes) <= 2 * index.records["length"].max()
+
+
+def test_streaming_scan_yields_document_bytes(source):
+    path, docs = source
+    scanned = [bson.decode(bytes(raw)) for *_, raw in scan_bson(path, with_bytes=True)]
+    assert scanned == docs
+
+
+def test_index_is_cached_and_rebuilt_when_the_file_changes(tmp_path):
+    path = write_bson(str(tmp_path / "train.bson"), make_products(10))
+    built = BsonIndex.load_or_build(path)
+    assert os.path.exists(index_path_for(path))
+    loaded = BsonIndex.load(path)
+    np.testing.assert_array_equal(loaded.records, built.records)
+    write_bson(path, make_products(12, first_id=1000))
+    os.utime(path, ns=(1, 1))
+    assert BsonIndex.load(path) is None
+    assert BsonIndex.load_or_build(path).product_ids[0] == 1000
+
+
+def test_test_file_has_no_category(tmp_path):
+    docs = make_products(8, test=True)
+    index = BsonIndex.build(write_bson(str(tmp_path / "test.bson"), docs))
+    assert index.kind == "test" and (index.category_ids == -1).all()
+    assert index.summary()["images"] == sum(len(d["imgs"]) for d in docs)
+
+
+# ---- bad input: each corruption on a copy of the real and of a synthetic file ----------------
+
+def _spans(docs):
+    """(offset, length) of each document of the clean file."""
+    out, offset = [], 0
+    for doc in docs:
+        n = len(bson.encode(doc))
+        out.append((offset, n))
+        offset += n
+    return out
+
+
+def _corrupt(kind, docs, raw):
+    """Corrupted bytes of a clean file, the offset and product the error must name, and the
+    ids of the documents that must survive with skip_bad."""
+    spans = _spans(docs)
+    ids = [d["_id"] for d in docs]
+    k = len(docs) // 2                       # a document in the middle
+    off, n = spans[k]
+    if kind == "truncated_last":
+        last_off, last_n = spans[-1]
+        return raw[:last_off + last_n // 2], last_off, ids[-1], ids[:-1], "truncated"
+    if kind in ("negative_length", "too_small_length", "length_past_end"):
+        value = {"negative_length": -7, "too_small_length": 3, "length_past_end": 15_000_000}[kind]
+        bad = raw[:off] + struct.pack("<i", value) + raw[off + 4:]
+        expect_pid = ids[k] if kind == "length_past_end" else None
+        reason = {"negative_length": "negative", "too_small_length": "too small",
+                  "length_past_end": "runs past the end"}[kind]
+        return bad, off, expect_pid, ids[:k] + ids[k + 1:], reason
+    if kind == "not_bson":
+        garbage = bytes(range(7, 107))       # 100 bytes that are no document
+        return raw[:off] + garbage + raw[off:], off, None, ids, "invalid length prefix|past the end|not BSON"
+    if kind == "flipped_terminator":
+        pos = off + n - 1
+        return raw[:pos] + b"\x01" + raw[pos + 1:], off, None, ids[:k] + ids[k + 1:], "not BSON"
+    doc = dict(docs[k])
+    if kind == "no_imgs":
+        del doc["imgs"]
+    elif kind == "empty_imgs":
+        doc["imgs"] = []
+    elif kind == "no_category":
+        del doc["category_id"]
+    elif kind == "duplicate_id":
+        doc["_id"] = ids[k - 3]
+    reason = {"no_imgs": "without images", "empty_imgs": "without images",
+              "no_category": "without category_id", "duplicate_id": "duplicate _id"}[kind]
+    return raw[:off] + bson.encode(doc) + raw[off + n:], off, doc["_id"], ids[:k] + ids[k + 1:], reason
+
+
+BAD_KINDS = ["truncated_last", "negative_length", "too_small_length", "length_past_end", "not_bson",
+             "flipped_terminator", "no_imgs", "empty_imgs", "no_category", "duplicate_id"]
+
+
+@pytest.mark.parametrize("kind", BAD_KINDS)
+def test_bad_input_is_named_or_skipped_without_losing_good_documents(kind, source, tmp_path):
+    path, docs = source
+    with open(path, "rb") as f:
+        raw = f.read()
+    bad, offset, product_id, survivors, reason = _corrupt(kind, docs, raw)
+    bad_path = str(tmp_path / f"{kind}.bson")
+    with open(bad_path, "wb") as f:
+        f.write(bad)
+
+    with pytest.raises(BsonFormatError, match=reason) as err:
+        BsonIndex.build(bad_path)
+    assert err.value.path == bad_path and err.value.offset == offset
+    assert str(offset) in str(err.value) and bad_path in str(err.value)
+    if product_id is not None:
+        assert err.value.product_id == product_id and f"product {product_id}" in str(err.value)
+
+    index = BsonIndex.build(bad_path, skip_bad=True)
+    assert index.product_ids.tolist() == survivors
+    assert len(index.problems) >= 1 and index.problems[0]["offset"] == offset
+    by_id = {d["_id"]: d for d in docs}
+    for pos, pid in enumerate(survivors):
+        if kind != "duplicate_id" or pid != product_id:
+            assert index.read(pos) == by_id[pid]
+
+
+def test_cached_index_with_problems_does_not_hide_them(tmp_path):
+    docs = make_products(6)
+    raw = b"".join(bson.encode(d) for d in docs)
+    path = str(tmp_path / "t.bson")
+    with open(path, "wb") as f:
+        f.write(raw[:-10])
+    assert len(BsonIndex.load_or_build(path, skip_bad=True)) == 5
+    with pytest.raises(BsonFormatError, match="truncated"):
+        BsonIndex.load_or_build(path)
+
+
+def test_cli_prints_summary(tmp_path, capsys):
+    from data.bson_index import main
+    path = write_bson(str(tmp_path / "train.bson"), make_products(5))
+    main([path])
+    assert '"products": 5' in capsys.readouterr().out
+
+
+def test_other_layouts_take_the_general_path(tmp_path):
+    """int64 ids, another key order and extra keys are valid BSON products too."""
+    from bson.int64 import Int64
+    from conftest import jpeg_bytes
+    docs = [
+        {"category_id": Int64(1000000017), "_id": Int64(2**40), "imgs": [{"picture": jpeg_bytes(1)}]},
+        {"_id": 7, "extra": "é", "imgs": [{"picture": jpeg_bytes(k)} for k in range(12)], "category_id": 5},
+    ]
+    index = BsonIndex.build(write_bson(str(tmp_path / "t.bson"), docs))
+    assert index.product_ids.tolist() == [2**40, 7]
+    assert index.n_images.tolist() == [1, 12] and index.category_ids.tolist() == [1000000017, 5]
+    assert index.read(1) == docs[1]
