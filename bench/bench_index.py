@@ -1,6 +1,6 @@
 """Benchmark: BSON index building against a plain sequential read of the same file.
 
-    python bench/bench_index.py --size-gb 1          # generates bench/out/train_1gb.bson once
+    python bench/bench_index.py --size-gb 1     # generates bench/out/synth_1g/ once (make_big_bson.py)
     python bench/bench_index.py --bson /data/train.bson
 
 Each measurement runs in a fresh process (so its peak RSS is its own) in the order
@@ -68,13 +68,12 @@ def measure(task, path, cold):
 
 
 def ensure_bson(size_gb, out_dir):
-    """A synthetic train.bson of about `size_gb` GB (generated once, then reused)."""
-    from data import synth
-    folder = os.path.join(out_dir, f"synth_{size_gb:g}gb")
+    """A synthetic train.bson of about `size_gb` GB (generated once by make_big_bson, then reused)."""
+    folder = os.path.join(out_dir, f"synth_{size_gb:g}g")
     path = os.path.join(folder, "train.bson")
     if not os.path.exists(path):
-        products = int(size_gb * 1e9 / synth.APPROX_BYTES_PER_PRODUCT)
-        synth.generate(folder, train_products=products, test_products=0, categories=200, seed=1)
+        subprocess.run([sys.executable, os.path.join(HERE, "make_big_bson.py"), "--out", folder,
+                        "--gb", str(size_gb)], check=True)
     return path
 
 

@@ -1,0 +1,44 @@
+"""``python -m models --list``: the registered networks, their size and input normalisation."""
+import argparse
+import sys
+
+from models.registry import count_parameters, get_spec, list_models
+
+
+def _normalization_text(spec):
+    if spec.scale == 1.0 and not any(spec.mean):
+        return "raw 0-255"
+    return "mean (%s) x %.4g" % (", ".join("%g" % m for m in spec.mean), spec.scale)
+
+
+def model_table(names=None):
+    """Markdown table: name, family, parameters at 1000 classes (measured / published),
+    feature channels, default input normalisation and the ImageNet alternative."""
+    rows = ["| model | family | params @1000 (M) | published (M) | features | input (default) | imagenet input |",
+            "|---|---|---:|---:|---:|---|---|"]
+    for name in names or list_models():
+        spec = get_spec(name)
+        published = "%.1f" % (spec.published_params / 1e6) if spec.published_params else ""
+        rows.append("| %s | %s | %.2f | %s | %d | %s | %s |" % (
+            name, spec.family, count_parameters(name) / 1e6, published, spec.feature_channels,
+            _normalization_text(spec), _normalization_text(spec.with_normalization("imagenet"))))
+    return "\n".join(rows)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m models", description=__doc__)
+    parser.add_argument("--list", action="store_true", help="print the table of registered networks")
+    parser.add_argument("names", nargs="*", help="only these networks (default: all)")
+    args = parser.parse_args(argv)
+    if not args.list and not args.names:
+        parser.print_help()
+        return 0
+    unknown = sorted(set(args.names) - set(list_models()))
+    if unknown:
+        parser.error("unknown model(s): %s; known: %s" % (", ".join(unknown), ", ".join(list_models())))
+    print(model_table(args.names))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
