@@ -5,7 +5,21 @@ A killed run therefore never leaves a file under its final name that looks compl
 import contextlib
 import json
 import os
-import tempfile
+import secrets
+
+
+def _new_temp_file(folder, name):
+    """Create an empty `.<name>.<random>.tmp` in `folder`, with the permissions `open()` would give.
+
+    (`tempfile.mkstemp` creates files readable by their owner only, which the renamed output
+    would keep.)"""
+    while True:
+        tmp = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
 
 
 @contextlib.contextmanager
@@ -13,8 +27,7 @@ def atomic_path(path):
     """Yield a temporary path beside `path`; on success rename it onto `path`, on error remove it."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    os.close(fd)
+    tmp = _new_temp_file(folder, os.path.basename(path))
     try:
         yield tmp
         os.replace(tmp, path)

@@ -476,12 +476,27 @@ class BsonIndex:
 
     def read_raw(self, pos):
         """The raw BSON bytes of the product at position `pos`."""
-        row = self.records[pos]
-        data = os.pread(self._file(), int(row["length"]), int(row["offset"]))
-        if len(data) != row["length"]:
-            raise BsonFormatError(self.path, int(row["offset"]), int(row["product_id"]),
-                                  "file is shorter than its index: was it modified?")
+        offset, length, product_id = self.records.item(pos)[:3]
+        return self._pread(offset, length, product_id)
+
+    def _pread(self, offset, length, product_id):
+        data = os.pread(self._file(), length, offset)
+        if len(data) != length:
+            raise BsonFormatError(self.path, offset, product_id, "file is shorter than its index: was it modified?")
         return data
+
+    def prefetch(self, positions):
+        """Ask the kernel to start reading the products at `positions` (posix_fadvise WILLNEED).
+
+        Random reads of a file that is not in the page cache wait for the disk one at a time;
+        announcing the next few dozen products keeps many reads in flight (several times
+        faster on an SSD). No-op where posix_fadvise does not exist."""
+        if not hasattr(os, "posix_fadvise"):
+            return
+        fd = self._file()
+        rows = self.records[positions]
+        for offset, length in zip(rows["offset"].tolist(), rows["length"].tolist()):
+            os.posix_fadvise(fd, offset, length, os.POSIX_FADV_WILLNEED)
 
     def read(self, pos):
         """The decoded document (pymongo's `bson.decode`) at position `pos`."""
@@ -490,6 +505,23 @@ class BsonIndex:
 
     def get(self, product_id):
         return self.read(self.position_of(product_id))
+
+    def pictures(self, pos, raw=None):
+        """The JPEG bytes of each image of the product at `pos`, in `imgs` order.
+
+        `raw` is the document's bytes when already read (e.g. from `iter_raw`). A document
+        that no longer matches its index entry (the file changed) raises `BsonFormatError`."""
+        import bson
+        offset, length, product_id, n_images, _ = self.records.item(pos)   # one cheap row fetch
+        try:
+            doc = bson.decode(self._pread(offset, length, product_id) if raw is None else raw)
+            pictures = [img["picture"] for img in doc["imgs"]]
+        except (bson.errors.BSONError, KeyError, TypeError) as e:
+            raise BsonFormatError(self.path, offset, product_id, f"cannot decode the product: {e}") from None
+        if doc.get("_id") != product_id or len(pictures) != n_images:
+            raise BsonFormatError(self.path, offset, product_id,
+                                  "document differs from its index entry: was the file modified?")
+        return pictures
 
     def iter_raw(self, start=0, stop=None, chunk_bytes=CHUNK_BYTES):
         """Yield `(pos, raw_bytes)` for positions [start, stop) with large sequential reads."""

@@ -11,6 +11,11 @@ class DataInputError(ValueError):
             where += f", product {product_id}"
         super().__init__(f"{where}: {reason}")
 
+    def __reduce__(self):
+        # Rebuild from the four fields (the default would pass only the message), so the
+        # error crosses process boundaries (multiprocessing workers) intact.
+        return type(self), (self.path, self.offset, self.product_id, self.reason)
+
     def as_dict(self):
         return {"path": self.path, "offset": self.offset, "product_id": self.product_id, "reason": self.reason}
 

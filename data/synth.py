@@ -10,22 +10,48 @@ The data is built to exercise every later stage of the pipeline:
   sorted and the class id (= row order) differs from the id order;
 * long-tailed (Zipf-like) category sizes and 1 to 4 images per product;
 * 180x180 JPEGs (quality 75, like the real ones) drawn from a per-category visual
-  signature that a small CNN can learn: the level-1 category sets the background family,
-  the level-2 category the object shape, the category itself the colours, texture and a
-  small accent mark; every product varies position, scale, angle, colours and noise, and
-  every further image of a product is another view of the same object;
+  signature: the level-1 category sets the background family and object count, the
+  level-2 category the object shape and a group style, the category itself its colours,
+  texture and a small accent mark; every further image of a product is another view of
+  the same object;
 * exact duplicate images within a category, products whose whole image list repeats an
   earlier product of the same category (the product-hash trick), a few placeholder
   pictures shared by many categories (MD5s with conflicting labels), and test products
   that reuse training images byte for byte (the MD5 tricks have something to find).
+
+Difficulty. The data should be learnable but not trivial, so that the effects the real
+competition showed stay visible on a small demo (real single models reached ~0.73 image
+accuracy; per-product combining, ensembling and the MD5 tricks each added a little). With
+the defaults a tiny CNN trained a few epochs on the 20-category demo reaches roughly
+0.55-0.85 image accuracy (majority class: ~0.17). Mechanisms, each an option:
+
+* confusable siblings (`sibling_similarity`, default 0.9): categories of one level-2 group
+  share its shape, background shade, size, texture, accent mark and colours, each moved
+  only `1 - sibling_similarity` of the way towards the category's own values (hues of
+  three siblings 6 of 180 steps apart; a category keeps its own texture with probability
+  `1 - sibling_similarity`). Telling the group is easy, telling siblings apart is not;
+* ambiguous products (`ambiguous_share`, default 0.1, and `ambiguous_sibling_share`,
+  default 0.75): that share of products is drawn in the style of a random sibling category
+  (or, for the rest, of any other category) while keeping its own label, like the real
+  catalogue's mislabelled or ambiguous products: errors no model can avoid, though an
+  exact duplicate of such a picture in the training data (MD5 tricks) still fixes them;
+* per-product variation (`product_variation`, default 1; 0 to 3 scales it): position,
+  scale, angle, a hue/saturation/value shift of the object colours larger than the gap
+  between siblings (hue up to +-10), background shift, noise level and props seen in
+  every image;
+* per-image variation (`image_variation`, default 1): besides the pose of further views
+  (shift, turn, zoom up to detail close-ups, mirror), every image gets its own colour cast,
+  sometimes a defocus blur, an occluder over part of the object and clutter around it, so
+  a single image is less reliable than a product's several images.
 
 Train and test products come from one catalogue stream: product ids ascend with gaps and
 each product goes to one side, so the two files hold disjoint, interleaved ids.
 
 Determinism: the same seed and options give byte-identical files (with the same
 OpenCV/libjpeg build). Layout decisions (ids, sides, categories, duplicates) come from one
-sequential random stream; the pixels of an image come from a random stream keyed by the
-image's identity only, so a duplicate can be re-rendered instead of being kept in memory.
+sequential random stream; the pixels of an image come from random streams keyed by the
+image's identity only (its product's serial and its number; also which style draws an
+ambiguous product), so a duplicate can be re-rendered instead of being kept in memory.
 Memory is bounded: pools of duplicate candidates have a fixed size per category and
 rendered duplicates sit in a small LRU cache; products are written one by one.
 """
@@ -45,9 +71,17 @@ from tqdm import tqdm
 
 from data.atomic import atomic_path, write_json
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "2.0"
 IMAGE_SIZE = 180
 DEFAULT_JPEG_QUALITY = 75  # every image of the official sample uses libjpeg quality 75
+
+# Difficulty defaults (see the module docstring and `SynthOptions`): tuned so that a tiny CNN
+# trained a few epochs on the 20-category demo reaches roughly 0.55-0.85 image accuracy.
+DEFAULT_SIBLING_SIMILARITY = 0.9
+DEFAULT_AMBIGUOUS_SHARE = 0.1
+DEFAULT_AMBIGUOUS_SIBLING_SHARE = 0.75
+DEFAULT_PRODUCT_VARIATION = 1.0
+DEFAULT_IMAGE_VARIATION = 1.0
 
 # Share of products with 1, 2, 3 and 4 images in the full train.bson: 4,369,441 / 1,128,588 /
 # 542,792 / 1,029,075 products (7,069,896 products, 12,371,293 images in total).
@@ -69,7 +103,7 @@ POOL_REPLACE_PROBABILITY = 0.05
 RENDER_CACHE_SIZE = 2048
 
 # Tags that separate the random streams derived from one seed.
-_TREE_STREAM, _STYLE_STREAM, _LAYOUT_STREAM, _LOOK_STREAM, _VIEW_STREAM, _BANK_STREAM = range(6)
+_TREE_STREAM, _STYLE_STREAM, _LAYOUT_STREAM, _LOOK_STREAM, _VIEW_STREAM, _BANK_STREAM, _AMBIGUITY_STREAM = range(7)
 
 TRAIN, TEST = "train", "test"
 DATA_FILES = ("train.bson", "test.bson", "category_names.csv", "test_solution.csv")
@@ -227,51 +261,90 @@ TEXTURES = ("plain", "vstripes", "hstripes", "diagonal", "checker", "dots", "gri
 
 @dataclasses.dataclass(frozen=True)
 class CategoryStyle:
-    """The visual signature of a category (colours are BGR uint8 triples)."""
+    """The visual signature of a category: background BGR, object colours as HSV triples."""
     background: tuple
     shape: str
     aspect: float
     size: float
     n_objects: int
-    main_color: tuple
+    main_hsv: tuple
     texture: str
-    texture_color: tuple
+    texture_hsv: tuple
     accent_color: tuple
     accent_offset: tuple
 
 
 def _hsv_to_bgr(hue, saturation, value):
-    pixel = np.array([[[hue % 180, saturation, value]]], np.uint8)
+    pixel = np.array([[[int(round(hue)) % 180, np.clip(round(saturation), 0, 255), np.clip(round(value), 0, 255)]]],
+                     np.uint8)
     return tuple(int(v) for v in cv2.cvtColor(pixel, cv2.COLOR_HSV2BGR)[0, 0])
 
 
-def category_style(category_index, category, seed):
-    """Visual signature: level 1 sets the background family and object count, level 2 the
-    shape, the category its colours (hues spread by the golden ratio), texture and accent."""
+# Saturation and value ranges of the background families (OpenCV HSV: hue 0-179, others 0-255).
+BACKGROUND_FAMILIES = {"white": (0, 25, 235, 255), "pastel": (40, 80, 200, 240), "dark": (0, 80, 30, 70)}
+
+
+def sibling_ranks(categories):
+    """(rank among the categories of its level-2 group, size of that group) of each category."""
+    groups = collections.defaultdict(list)
+    for index, category in enumerate(categories):
+        groups[category.level2_index].append(index)
+    ranks = {}
+    for members in groups.values():
+        for rank, index in enumerate(members):
+            ranks[index] = (rank, len(members))
+    return [ranks[index] for index in range(len(categories))]
+
+
+def category_style(category_index, category, seed, sibling_similarity=DEFAULT_SIBLING_SIMILARITY,
+                   sibling_rank=(0, 1)):
+    """Visual signature of a category, mostly inherited from its level-2 group.
+
+    Level 1 sets the background family and object count, level 2 the shape and a group style
+    (shade of the background, size, aspect, colours, texture, accent mark). Each category
+    then moves every group value towards its own value by `1 - sibling_similarity`: its hue
+    is the group hue plus its share of an even spread of the siblings around the colour
+    circle (so at similarity 0.9 three siblings differ by 6 hue steps of 180), and it keeps
+    its own texture only with probability `1 - sibling_similarity`. At similarity 1 siblings
+    look alike; at 0 they are as distinct as categories of different groups.
+    `sibling_rank` is (rank, group size) from `sibling_ranks`.
+    """
     level1_rng = np.random.default_rng([seed, _STYLE_STREAM, 1, category.level1_index])
     level2_rng = np.random.default_rng([seed, _STYLE_STREAM, 2, category.level2_index])
     rng = np.random.default_rng([seed, _STYLE_STREAM, 3, category_index])
-    family = level1_rng.choice(["white", "white", "pastel", "dark"])
+    own = 1.0 - sibling_similarity
+
+    def mix(low, high):
+        """A group value drawn in [low, high), moved towards the category's own draw."""
+        group_value = level2_rng.uniform(low, high)
+        return group_value + own * (rng.uniform(low, high) - group_value)
+
+    family = str(level1_rng.choice(["white", "white", "pastel", "dark"]))
     background_hue = level1_rng.integers(0, 180)
-    if family == "white":
-        background = _hsv_to_bgr(background_hue, level1_rng.integers(0, 25), 235 + rng.integers(0, 20))
-    elif family == "pastel":
-        background = _hsv_to_bgr(background_hue, 40 + rng.integers(0, 40), 200 + rng.integers(0, 40))
-    else:
-        background = _hsv_to_bgr(background_hue, rng.integers(0, 80), 30 + rng.integers(0, 40))
-    hue = (category_index * 0.6180339887 + rng.random() * 0.05) % 1.0 * 180
+    s_low, s_high, v_low, v_high = BACKGROUND_FAMILIES[family]
+    background = _hsv_to_bgr(background_hue + mix(-10, 10), mix(s_low, s_high), mix(v_low, v_high))
+    rank, n_siblings = sibling_rank
+    hue = level2_rng.uniform(0, 180) + own * (rank - (n_siblings - 1) / 2) * 180 / n_siblings + mix(-3, 3)
+    group_texture = str(level2_rng.choice(TEXTURES))
+    own_texture = str(rng.choice(TEXTURES))
     return CategoryStyle(
         background=background,
         shape=SHAPES[category.level2_index] if category.level2_index < len(SHAPES) else str(level2_rng.choice(SHAPES)),
-        aspect=float(level2_rng.uniform(0.6, 1.0)),
-        size=float(rng.uniform(0.22, 0.34)),
+        aspect=float(mix(0.6, 1.0)),
+        size=float(mix(0.22, 0.34)),
         n_objects=int(level1_rng.choice([1, 1, 2, 3])),
-        main_color=_hsv_to_bgr(hue, 150 + rng.integers(0, 100), 110 + rng.integers(0, 130)),
-        texture=str(rng.choice(TEXTURES)),
-        texture_color=_hsv_to_bgr(hue + 45 + rng.integers(0, 90), 120 + rng.integers(0, 130), 60 + rng.integers(0, 190)),
-        accent_color=_hsv_to_bgr(rng.integers(0, 180), 200 + rng.integers(0, 56), 150 + rng.integers(0, 100)),
-        accent_offset=(float(rng.uniform(-0.8, 0.8)), float(rng.uniform(-0.8, 0.8))),
+        main_hsv=(float(hue), float(mix(150, 250)), float(mix(110, 240))),
+        texture=own_texture if rng.random() < own else group_texture,
+        texture_hsv=(float(hue + mix(45, 135)), float(mix(120, 250)), float(mix(60, 250))),
+        accent_color=_hsv_to_bgr(mix(0, 180), mix(200, 256), mix(150, 250)),
+        accent_offset=(float(mix(-0.8, 0.8)), float(mix(-0.8, 0.8))),
     )
+
+
+def category_styles(categories, seed, sibling_similarity=DEFAULT_SIBLING_SIMILARITY):
+    """The style of every category, in row order."""
+    return [category_style(i, c, seed, sibling_similarity, rank)
+            for i, (c, rank) in enumerate(zip(categories, sibling_ranks(categories)))]
 
 
 def _regular_polygon(n_vertices, radius_ratio=1.0):
@@ -301,6 +374,7 @@ def _unit_shapes():
         "ring": [circle, circle * 0.55],
         "bars": bars,
         "bottle": [bottle],
+        "plate": [box],  # occluders: a plain rectangle
     }
 
 
@@ -320,30 +394,39 @@ def _texture_bank(size):
 
 @dataclasses.dataclass(frozen=True)
 class ProductLook:
-    """Per-product variation around its category's style."""
+    """Per-product variation around its category's style, shared by all its images."""
     center: tuple
     scale: float
     angle: float
-    hue_shift: int
-    value_shift: int
+    hsv_shift: tuple  # added to the hue, saturation and value of the object colours
     background_shift: tuple
     noise_level: int
-    distractor: tuple  # (shape, x, y, radius, BGR colour) or () for none
+    props: tuple  # distractors seen in every image: (shape, x, y, radius, BGR colour) each
 
 
 @dataclasses.dataclass(frozen=True)
 class View:
-    """Where one image of a product is taken from: the first is the main photo (no change)."""
+    """How one image of a product is taken. The first image is the main photo: same pose as
+    the product's look; the others move, turn, zoom and mirror it. Every image may get its own
+    colour cast, defocus, an occluder over the object and clutter around it."""
     shift: tuple = (0.0, 0.0)
     angle: float = 0.0
     zoom: float = 1.0
     mirror: bool = False
     texture_phase: tuple = (0, 0)
     noise_phase: tuple = (0, 0)
+    cast: tuple = ()  # () or (BGR gains, BGR offsets)
+    blur: int = 3  # Gaussian kernel size
+    occluder: tuple = ()  # () or (dx, dy, half width, half height (all in object radii), angle, BGR colour)
+    clutter: tuple = ()  # distractors of this image only, like `ProductLook.props`
 
 
 class ImageRenderer:
-    """Renders 180x180 JPEGs; `render` is a pure function of (style, product serial, image number)."""
+    """Renders 180x180 JPEGs; `render` is a pure function of (style, product serial, image number).
+
+    `product_variation` and `image_variation` scale how much products of a category, and
+    images of a product, differ (0: almost identical; 1: the defaults' realistic spread).
+    """
 
     # Standard deviations of the additive noise banks. One level per product, uniformly drawn,
     # spreads JPEG sizes like the official sample's (~2-11 KB, median ~5.5 KB at quality 75).
@@ -351,43 +434,59 @@ class ImageRenderer:
     # Texture and noise banks are this much larger than an image; random crops shift their phase.
     MARGIN = 64
 
-    def __init__(self, seed, jpeg_quality=DEFAULT_JPEG_QUALITY):
+    def __init__(self, seed, jpeg_quality=DEFAULT_JPEG_QUALITY, product_variation=DEFAULT_PRODUCT_VARIATION,
+                 image_variation=DEFAULT_IMAGE_VARIATION):
         self.seed = seed
         self.jpeg_params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]
+        self.product_variation = float(product_variation)
+        self.image_variation = float(image_variation)
         self.shapes = _unit_shapes()
         bank_size = IMAGE_SIZE + self.MARGIN
         self.textures = _texture_bank(bank_size)
         unit_noise = np.random.default_rng([seed, _BANK_STREAM]).standard_normal((bank_size, bank_size, 3))
         self.noise_banks = [np.round(unit_noise * level).astype(np.int16) for level in self.NOISE_LEVELS]
+        self._last_look = (None, None)  # the images of a product are rendered one after the other
 
     def product_look(self, serial):
+        if self._last_look[0] == serial:
+            return self._last_look[1]
         rng = np.random.default_rng([self.seed, _LOOK_STREAM, serial])
-        s = IMAGE_SIZE
-        distractor = ()
-        if rng.random() < 0.4:
-            distractor = (str(rng.choice(SHAPES)), int(rng.integers(0, s)), int(rng.integers(0, s)),
-                          int(rng.integers(8, 20)), tuple(int(v) for v in rng.integers(0, 256, 3)))
-        return ProductLook(
-            center=(float(rng.uniform(0.38, 0.62) * s), float(rng.uniform(0.38, 0.62) * s)),
-            scale=float(rng.uniform(0.75, 1.2)),
-            angle=float(rng.uniform(-30, 30)),
-            hue_shift=int(rng.integers(-6, 7)),
-            value_shift=int(rng.integers(-25, 26)),
-            background_shift=tuple(int(v) for v in rng.integers(-12, 13, 3)),
+        s, pv = IMAGE_SIZE, self.product_variation
+        props = tuple(_distractor(rng, 8, 20 + 10 * pv) for _ in range(rng.binomial(2, 0.2 + 0.2 * pv)))
+        centre_spread = 0.12 + 0.04 * pv
+        look = ProductLook(
+            center=tuple(float(v) for v in rng.uniform(0.5 - centre_spread, 0.5 + centre_spread, 2) * s),
+            scale=float(rng.uniform(max(0.3, 1 - 0.3 * pv), 1 + 0.3 * pv)),
+            angle=float(rng.uniform(-1, 1) * (15 + 30 * pv)),
+            hsv_shift=(float(rng.uniform(-1, 1) * (4 + 6 * pv)), float(rng.uniform(-1, 1) * 40 * pv),
+                       float(rng.uniform(-1, 1) * (15 + 20 * pv))),
+            background_shift=tuple(int(v) for v in np.round(rng.uniform(-1, 1, 3) * (8 + 8 * pv))),
             noise_level=int(rng.integers(0, len(self.NOISE_LEVELS))),
-            distractor=distractor,
+            props=props,
         )
+        self._last_look = (serial, look)
+        return look
 
     def view(self, serial, image_number):
-        """Further views of a product move, turn, zoom and mirror the object of the main photo."""
         rng = np.random.default_rng([self.seed, _VIEW_STREAM, serial, image_number])
-        phases = {"texture_phase": tuple(int(v) for v in rng.integers(0, self.MARGIN, 2)),
+        iv = self.image_variation
+        values = {"texture_phase": tuple(int(v) for v in rng.integers(0, self.MARGIN, 2)),
                   "noise_phase": tuple(int(v) for v in rng.integers(0, self.MARGIN, 2))}
-        if image_number == 0:
-            return View(**phases)
-        return View(shift=tuple(float(v) for v in rng.uniform(-0.12, 0.12, 2) * IMAGE_SIZE),
-                    angle=float(rng.uniform(-20, 20)), zoom=float(rng.uniform(0.8, 1.2)),
-                    mirror=bool(rng.random() < 0.5), **phases)
+        if image_number > 0:
+            values.update(shift=tuple(float(v) for v in rng.uniform(-1, 1, 2) * (0.08 + 0.06 * iv) * IMAGE_SIZE),
+                          angle=float(rng.uniform(-1, 1) * (10 + 15 * iv)),
+                          zoom=float(np.exp(rng.uniform(-0.2 - 0.1 * iv, 0.2 + 0.3 * iv))),
+                          mirror=bool(rng.random() < 0.5))
+        if iv > 0:
+            gains = tuple(float(v) for v in 1 + rng.uniform(-0.1, 0.1, 3) * iv)
+            values["cast"] = (gains, tuple(float(v) for v in rng.uniform(-10, 10, 3) * iv))
+            values["blur"] = 5 if rng.random() < 0.15 * iv else 3
+            if rng.random() < 0.3 * iv:
+                values["occluder"] = (*(float(v) for v in rng.uniform(-0.9, 0.9, 2)),
+                                      *(float(v) for v in rng.uniform(0.3, 0.8, 2)), float(rng.uniform(0, np.pi)),
+                                      tuple(int(v) for v in rng.integers(0, 256, 3)))
+            values["clutter"] = tuple(_distractor(rng, 6, 16 + 14 * iv) for _ in range(min(4, rng.poisson(0.6 * iv))))
+        return View(**values)
 
     def render(self, style, serial, image_number):
         """JPEG bytes of image `image_number` of product `serial` drawn in `style`."""
@@ -396,13 +495,17 @@ class ImageRenderer:
         image = self._draw(style, look, view)
         if view.mirror:
             image = image[:, ::-1]
-        image = cv2.GaussianBlur(image, (3, 3), 0)  # soften the drawn edges, like a photo
+        image = cv2.GaussianBlur(image, (view.blur, view.blur), 0)  # soften the drawn edges, like a photo
+        if view.cast:
+            gains, offsets = view.cast
+            image = cv2.transform(image, np.array([[gains[0], 0, 0, offsets[0]], [0, gains[1], 0, offsets[1]],
+                                                   [0, 0, gains[2], offsets[2]]]))
         x, y = view.noise_phase
         noise = self.noise_banks[look.noise_level][y:y + IMAGE_SIZE, x:x + IMAGE_SIZE]
         return self.encode(np.clip(image.astype(np.int16) + noise, 0, 255).astype(np.uint8))
 
     def _draw(self, style, look, view):
-        """The noiseless picture: background, textured object(s), accent mark and distractor."""
+        """The noiseless picture: background, textured object(s), accent mark, occluder and clutter."""
         s = IMAGE_SIZE
         image = np.empty((s, s, 3), np.uint8)
         image[:] = np.clip(np.add(style.background, look.background_shift), 0, 255)
@@ -416,16 +519,21 @@ class ImageRenderer:
         contours = []
         for dx, dy in offsets:
             contours += self._contours(style.shape, cx + dx, cy + dy, radius, style.aspect, angle)
-        cv2.fillPoly(image, contours, _jitter_color(style.main_color, look.hue_shift, look.value_shift), cv2.LINE_AA)
-        mask = np.zeros((s, s), np.uint8)
-        cv2.fillPoly(mask, contours, 255)
-        x, y = view.texture_phase
-        texture = self.textures[style.texture][y:y + s, x:x + s]
-        image[(mask > 0) & texture] = _jitter_color(style.texture_color, look.hue_shift, look.value_shift)
+        cv2.fillPoly(image, contours, _jitter_color(style.main_hsv, look.hsv_shift), cv2.LINE_AA)
+        if style.texture != "plain":
+            mask = np.zeros((s, s), np.uint8)
+            cv2.fillPoly(mask, contours, 255)
+            x, y = view.texture_phase
+            texture = self.textures[style.texture][y:y + s, x:x + s]
+            image[(mask > 0) & texture] = _jitter_color(style.texture_hsv, look.hsv_shift)
         accent_center = (int(cx + style.accent_offset[0] * radius), int(cy + style.accent_offset[1] * radius))
         cv2.circle(image, accent_center, max(3, int(radius * 0.28)), style.accent_color, -1, cv2.LINE_AA)
-        if look.distractor:
-            shape, x, y, r, color = look.distractor
+        if view.occluder:
+            dx, dy, half_width, half_height, occluder_angle, color = view.occluder
+            plate = self._contours("plate", cx + dx * radius, cy + dy * radius, half_height * radius,
+                                   half_width / half_height, occluder_angle)
+            cv2.fillPoly(image, plate, color, cv2.LINE_AA)
+        for shape, x, y, r, color in look.props + view.clutter:
             cv2.fillPoly(image, self._contours(shape, x, y, r, 1.0, 0.0), color, cv2.LINE_AA)
         return image
 
@@ -456,9 +564,15 @@ class ImageRenderer:
         ]
 
 
-def _jitter_color(bgr, hue_shift, value_shift):
-    hsv = cv2.cvtColor(np.array([[bgr]], np.uint8), cv2.COLOR_BGR2HSV)[0, 0].astype(int)
-    return _hsv_to_bgr(hsv[0] + hue_shift, hsv[1], int(np.clip(hsv[2] + value_shift, 0, 255)))
+def _distractor(rng, min_radius, max_radius):
+    """A small shape of a random colour somewhere in the picture: (shape, x, y, radius, BGR colour)."""
+    return (str(SHAPES[rng.integers(0, len(SHAPES))]), int(rng.integers(0, IMAGE_SIZE)), int(rng.integers(0, IMAGE_SIZE)),
+            int(rng.integers(min_radius, int(max_radius) + 1)), tuple(int(v) for v in rng.integers(0, 256, 3)))
+
+
+def _jitter_color(hsv, shift):
+    """BGR colour of `hsv` moved by the per-product (hue, saturation, value) `shift`."""
+    return _hsv_to_bgr(hsv[0] + shift[0], hsv[1] + shift[1], hsv[2] + shift[2])
 
 
 # ----------------------------------------------------------------------------------------
@@ -479,6 +593,11 @@ class SynthOptions:
     placeholder_share: float = 0.01
     placeholders: int = 3
     jpeg_quality: int = DEFAULT_JPEG_QUALITY
+    sibling_similarity: float = DEFAULT_SIBLING_SIMILARITY
+    ambiguous_share: float = DEFAULT_AMBIGUOUS_SHARE
+    ambiguous_sibling_share: float = DEFAULT_AMBIGUOUS_SIBLING_SHARE
+    product_variation: float = DEFAULT_PRODUCT_VARIATION
+    image_variation: float = DEFAULT_IMAGE_VARIATION
 
     def __post_init__(self):
         if self.train_products < 0 or self.test_products < 0:
@@ -487,7 +606,8 @@ class SynthOptions:
             raise ValueError("need at least one category")
         if self.placeholders < 1:
             raise ValueError("need at least one placeholder picture")
-        for name in ("duplicate_share", "product_copy_share", "placeholder_share"):
+        for name in ("duplicate_share", "product_copy_share", "placeholder_share", "sibling_similarity",
+                     "ambiguous_share", "ambiguous_sibling_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1]")
         if self.product_copy_share + self.placeholder_share > 1.0:
@@ -496,6 +616,9 @@ class SynthOptions:
             raise ValueError("jpeg_quality must be within [1, 100]")
         if self.zipf_exponent < 0:
             raise ValueError("zipf_exponent must be >= 0")
+        for name in ("product_variation", "image_variation"):
+            if not 0.0 <= getattr(self, name) <= 3.0:
+                raise ValueError(f"{name} must be within [0, 3]")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -504,12 +627,15 @@ class SynthImage:
 
     `origin` is (serial of the product that first showed it, image number) for rendered
     images and ("placeholder", index) for placeholders; `origin_side` is the side of that
-    first product; `reused` is True when these bytes appeared in an earlier product.
+    first product; `reused` is True when these bytes appeared in an earlier product;
+    `style_class` is the class id whose style drew it (None for placeholders): another
+    class than the product's for ambiguous products.
     """
     picture: bytes
     origin: tuple
     origin_side: str
     reused: bool
+    style_class: int = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -554,7 +680,7 @@ class _Pool:
 
 
 class _RenderCache:
-    """LRU cache of pooled pictures, so popular duplicates are not re-rendered.
+    """LRU cache of pooled pictures (render results), so popular duplicates are not re-rendered.
 
     A picture evicted from the cache is rendered again when needed (same bytes).
     """
@@ -584,13 +710,42 @@ class _Catalogue:
 
     def __init__(self, options, categories):
         self.options = options
-        renderer = ImageRenderer(options.seed, options.jpeg_quality)
-        styles = [category_style(i, c, options.seed) for i, c in enumerate(categories)]
-        self.placeholders = [renderer.placeholder(k) for k in range(options.placeholders)]
+        self.renderer = ImageRenderer(options.seed, options.jpeg_quality, options.product_variation,
+                                      options.image_variation)
+        self.styles = category_styles(categories, options.seed, options.sibling_similarity)
+        groups = collections.defaultdict(list)
+        for class_id, category in enumerate(categories):
+            groups[category.level2_index].append(class_id)
+        self.siblings = [[k for k in groups[c.level2_index] if k != class_id] for class_id, c in enumerate(categories)]
+        self.placeholders = [self.renderer.placeholder(k) for k in range(options.placeholders)]
         self.placeholders_seen = set()
-        self.cache = _RenderCache(lambda class_id, serial, number: renderer.render(styles[class_id], serial, number))
+        self.cache = _RenderCache(self._render)
         self.image_pools = [_Pool(IMAGE_POOL_SIZE) for _ in categories]
         self.product_pools = [_Pool(PRODUCT_POOL_SIZE) for _ in categories]
+
+    def style_class(self, class_id, serial):
+        """Class whose style draws product `serial` of class `class_id`: its own, or for an
+        ambiguous product a sibling's (`ambiguous_sibling_share` of them) or any other class's."""
+        n_classes = len(self.styles)
+        if self.options.ambiguous_share <= 0 or n_classes < 2:
+            return class_id
+        rng = np.random.default_rng([self.options.seed, _AMBIGUITY_STREAM, serial])
+        if rng.random() >= self.options.ambiguous_share:
+            return class_id
+        siblings = self.siblings[class_id]
+        if siblings and rng.random() < self.options.ambiguous_sibling_share:
+            return siblings[int(rng.integers(0, len(siblings)))]
+        other = int(rng.integers(0, n_classes - 1))
+        return other + (other >= class_id)
+
+    def _render(self, class_id, serial, number):
+        """(JPEG bytes, style class) of image `number` of product `serial` of class `class_id`."""
+        style_class = self.style_class(class_id, serial)
+        return self.renderer.render(self.styles[style_class], serial, number), style_class
+
+    def _pooled_image(self, class_id, origin, origin_side):
+        picture, style_class = self.cache.get((class_id, *origin))
+        return SynthImage(picture, origin, origin_side, True, style_class)
 
     def product_images(self, serial, side, class_id, rng):
         """(images, copied, placeholder) of a new product of class `class_id` on `side`."""
@@ -599,8 +754,7 @@ class _Catalogue:
             return (self._placeholder_image(side, rng),), False, True
         copy_source = self.product_pools[class_id].pick(rng) if kind < self.options.product_copy_share else None
         if copy_source is not None:
-            images = tuple(SynthImage(self.cache.get((class_id, *origin)), origin, origin_side, True)
-                           for origin, origin_side in copy_source)
+            images = tuple(self._pooled_image(class_id, origin, origin_side) for origin, origin_side in copy_source)
             return images, True, False
         images = self._new_images(serial, side, class_id, rng)
         self.product_pools[class_id].offer(tuple((image.origin, image.origin_side) for image in images), rng)
@@ -620,14 +774,13 @@ class _Catalogue:
         for number in range(n_images):
             candidate = pool.pick(rng) if rng.random() < self.options.duplicate_share else None
             if candidate is not None and all(candidate[0] != image.origin for image in images):
-                origin, origin_side = candidate
-                images.append(SynthImage(self.cache.get((class_id, *origin)), origin, origin_side, True))
+                images.append(self._pooled_image(class_id, *candidate))
             else:
                 origin = (serial, number)
-                picture = self.cache.render(class_id, *origin)
+                rendered = self._render(class_id, *origin)
                 if pool.offer((origin, side), rng):
-                    self.cache.put((class_id, *origin), picture)
-                images.append(SynthImage(picture, origin, side, False))
+                    self.cache.put((class_id, *origin), rendered)
+                images.append(SynthImage(rendered[0], origin, side, False, rendered[1]))
         return tuple(images)
 
 
@@ -675,6 +828,9 @@ class _Tally:
             self.counts["placeholder_products"] += 1
             self.counts["placeholder_images"] += len(product.images)
             self.placeholder_classes.add(product.class_id)
+        off_style = [image.style_class is not None and image.style_class != product.class_id for image in product.images]
+        self.counts["off_style_images"] += sum(off_style)
+        self.counts["off_style_products"] += any(off_style)
         for image in product.images:
             self.counts["duplicate_images"] += image.reused
             self.counts["distinct_images"] += not image.reused
@@ -700,7 +856,7 @@ class _Tally:
             "test": dict(self.sides[TEST]),
             **{key: self.counts[key] for key in (
                 "distinct_images", "duplicate_images", "copied_products", "placeholder_products",
-                "placeholder_images", "test_images_from_train")},
+                "placeholder_images", "test_images_from_train", "off_style_products", "off_style_images")},
             "placeholder_categories": len(self.placeholder_classes),
         }
 
@@ -785,6 +941,8 @@ def format_summary(summary):
         f"images: {summary['distinct_images']:,} distinct, {summary['duplicate_images']:,} duplicates, "
         f"{summary['placeholder_images']:,} placeholders over {summary['placeholder_categories']} categories, "
         f"{summary['test_images_from_train']:,} test images from train, {summary['copied_products']:,} copied products",
+        f"ambiguous: {summary['off_style_products']:,} products ({summary['off_style_images']:,} images) "
+        f"drawn in another category's style",
         f"speed: {speed['seconds']:.1f} s, {speed['mb_per_second']} MB/s, {speed['images_per_second']} images/s",
     ])
 
@@ -811,6 +969,17 @@ def parse_args(argv=None):
     parser.add_argument("--placeholders", type=int, default=defaults.placeholders,
                         help="number of distinct placeholder pictures")
     parser.add_argument("--jpeg-quality", type=int, default=defaults.jpeg_quality)
+    difficulty = parser.add_argument_group("difficulty (defaults: a tiny CNN reaches roughly 0.55-0.85 image accuracy)")
+    difficulty.add_argument("--sibling-similarity", type=float, default=defaults.sibling_similarity,
+                            help="how much of its level-2 group's style a category shares: 0 distinct, 1 identical")
+    difficulty.add_argument("--ambiguous-share", type=float, default=defaults.ambiguous_share,
+                            help="chance that a product is drawn in another category's style (keeping its label)")
+    difficulty.add_argument("--ambiguous-sibling-share", type=float, default=defaults.ambiguous_sibling_share,
+                            help="share of ambiguous products that take a sibling's style rather than any category's")
+    difficulty.add_argument("--product-variation", type=float, default=defaults.product_variation,
+                            help="spread of products around their category's style (pose, colour, props), 0 to 3")
+    difficulty.add_argument("--image-variation", type=float, default=defaults.image_variation,
+                            help="spread of images around their product (view, colour cast, blur, occluder, clutter), 0 to 3")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 

@@ -1,5 +1,6 @@
 """Shared pytest fixtures: small real BSON files written with pymongo's bson module."""
 import os
+import shutil
 
 import bson
 import cv2
@@ -16,11 +17,12 @@ def pytest_configure(config):
 
 
 @pytest.fixture
-def real_train_example():
-    """Path to the official 82-product Kaggle sample; skips when ../shared/real is absent."""
+def real_train_example(tmp_path):
+    """A private copy of the official 82-product Kaggle sample (so that index caches and other
+    outputs never land in ../shared/real); skips when that folder is absent."""
     if not os.path.exists(REAL_TRAIN_EXAMPLE):
         pytest.skip("official sample not available (../shared/real/train_example.bson)")
-    return REAL_TRAIN_EXAMPLE
+    return shutil.copy(REAL_TRAIN_EXAMPLE, tmp_path / "train_example.bson").as_posix()
 
 
 @pytest.fixture

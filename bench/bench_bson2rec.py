@@ -1,0 +1,313 @@
+"""Benchmark of data.bson2rec: throughput against a plain read and an im2rec-style conversion,
+scaling from 1 to 2 processes, and peak memory on a 1 GB and a 4 GB input.
+
+    python bench/bench_bson2rec.py                 # writes bench/results/bson2rec.md
+
+Inputs (cached under bench/out/, git-ignored): a ~1 GB synthetic train.bson
+(`bench/make_big_bson.py --gb 1`, i.e. data.synth), and a 4 GB one made of four copies of
+it with fresh product ids
+(JPEG bytes are what the conversion moves; their content does not matter for speed).
+
+Every figure is measured in the same run as its baselines, with the input in the same page
+cache state:
+* warm: the file is in the page cache (what a re-run or a small data set sees);
+* cold: the file's pages are dropped first (`posix_fadvise(DONTNEED)`), like the 58 GB
+  train.bson, which no page cache holds.
+Baselines: a plain sequential read of the file (16 MB reads), and an im2rec-style conversion
+(decode each JPEG with OpenCV, re-encode it at quality 95, write it with MXNet's
+`MXIndexedRecordIO`), one process, timed on a prefix of the file because it is slow.
+Peak memory: the conversion runs as a command; the sum of the proportional set size (PSS)
+of its processes and the largest single RSS are sampled every 20 ms.
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+import bson
+import numpy as np
+import psutil
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+from data.bson2rec import ConvertOptions, convert, output_paths  # noqa: E402
+from data.bson_index import BsonIndex  # noqa: E402
+
+OUT = os.path.join(HERE, "out")
+READ_CHUNK = 16 << 20
+
+
+def synth_input(folder):
+    """(train.bson, category_names.csv) of a synthetic data set; a ~1 GB one is generated when missing."""
+    train = os.path.join(folder, "train.bson")
+    if not os.path.exists(train):
+        subprocess.run([sys.executable, os.path.join(HERE, "make_big_bson.py"), "--out", folder, "--gb", "1"],
+                       check=True)
+    return train, os.path.join(folder, "category_names.csv")
+
+
+def synth_options(train):
+    """The generator options recorded beside a data.synth train.bson, as text."""
+    meta = os.path.join(os.path.dirname(train), "synth_meta.json")
+    if not os.path.exists(meta):
+        return "options unknown"
+    with open(meta, encoding="utf-8") as f:
+        options = json.load(f)["options"]
+    return ", ".join(f"{k} {v}" for k, v in sorted(options.items()))
+
+
+def tiled_input(source, copies):
+    """`copies` copies of a BSON file one after another, product ids shifted to stay unique."""
+    path = source.replace(".bson", f".x{copies}.bson")
+    if os.path.exists(path):
+        return path
+    with open(source, "rb") as f:
+        max_id = max(doc["_id"] for doc in bson.decode_file_iter(f))
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as out:
+        for copy in range(copies):
+            with open(source, "rb") as f:
+                for doc in bson.decode_file_iter(f):
+                    doc["_id"] += copy * (max_id + 1)
+                    out.write(bson.encode(doc))
+    os.replace(tmp, path)
+    return path
+
+
+def drop_cache(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def warm_cache(path):
+    sequential_read(path)
+
+
+def sequential_read(path):
+    """Seconds to read the whole file with large sequential reads."""
+    start = time.perf_counter()
+    with open(path, "rb", buffering=0) as f:
+        buf = bytearray(READ_CHUNK)
+        while f.readinto(buf):
+            pass
+    return time.perf_counter() - start
+
+
+def im2rec_style(path, out_rec, max_bytes):
+    """(seconds, BSON bytes covered): decode + re-encode + MXNet writer, one process."""
+    import cv2
+    import mxnet as mx
+    index = BsonIndex.load_or_build(path)
+    stop = int(np.searchsorted(np.cumsum(index.records["length"]), max_bytes)) + 1
+    writer = mx.recordio.MXIndexedRecordIO(output_paths(out_rec)[1], out_rec, "w")
+    start, key = time.perf_counter(), 0
+    for pos, raw in index.iter_raw(0, stop):
+        doc = bson.decode(raw)
+        for number, img in enumerate(doc["imgs"]):
+            pixels = cv2.imdecode(np.frombuffer(img["picture"], np.uint8), cv2.IMREAD_COLOR)
+            _, jpeg = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 95])
+            header = mx.recordio.IRHeader(0, float(doc["category_id"] % 5270), doc["_id"], number)
+            writer.write_idx(key, mx.recordio.pack(header, jpeg.tobytes()))
+            key += 1
+    writer.close()
+    return time.perf_counter() - start, int(index.records["length"][:stop].sum())
+
+
+def cpu_seconds():
+    """User + system CPU time of this process and of its finished children."""
+    return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                 resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
+def timed_convert(path, categories, out_rec, **options):
+    """(wall seconds, CPU seconds of all processes) of one conversion."""
+    for p in output_paths(out_rec):
+        if os.path.exists(p):
+            os.unlink(p)
+    start, cpu_start = time.perf_counter(), cpu_seconds()
+    convert(path, out_rec, ConvertOptions(categories=categories, **options), progress=False)
+    seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu_start
+    for p in output_paths(out_rec):
+        os.unlink(p)
+    return seconds, cpu
+
+
+def peak_memory(command):
+    """Peak bytes of `command` and its children: summed PSS, parent RSS, largest child USS.
+
+    A forked worker's RSS also counts the parent's pages it reads (shared, copy-on-write);
+    its USS (unique set size) is the memory that is its own."""
+    process = psutil.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peaks = {"pss": 0, "parent": 0, "child": 0}
+
+    def sample():
+        while process.poll() is None:
+            try:
+                children = process.children(recursive=True)
+                parent, infos = process.memory_full_info(), [c.memory_full_info() for c in children]
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            peaks["pss"] = max(peaks["pss"], parent.pss + sum(i.pss for i in infos))
+            peaks["parent"] = max(peaks["parent"], parent.rss)
+            peaks["child"] = max([peaks["child"]] + [i.uss for i in infos])
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=sample)
+    thread.start()
+    process.wait()
+    thread.join()
+    if process.returncode:
+        raise RuntimeError(f"{command} failed")
+    return peaks["pss"], peaks["parent"], peaks["child"]
+
+
+def mb(n):
+    return n / 1e6
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--input-dir", default=os.path.join(OUT, "synth_1gb"),
+                        help="a data.synth folder (default: generated with bench/make_big_bson.py --gb 1)")
+    parser.add_argument("--im2rec-mb", type=float, default=40, help="BSON megabytes the im2rec-style baseline covers")
+    parser.add_argument("--repeat", type=int, default=2, help="runs per measurement (the best is kept)")
+    parser.add_argument("--out", default=os.path.join(HERE, "results", "bson2rec.md"))
+    args = parser.parse_args(argv)
+
+    load_before = os.getloadavg()
+    train, categories = synth_input(args.input_dir)
+    big = tiled_input(train, 4)
+    for path in (train, big):
+        BsonIndex.load_or_build(path, progress=True)
+    size, big_size = os.path.getsize(train), os.path.getsize(big)
+    work = os.path.join(OUT, "bench_rec")
+    os.makedirs(work, exist_ok=True)
+    rec = os.path.join(work, "bench.rec")
+    best = lambda f: min(f() for _ in range(args.repeat))   # noqa: E731
+
+    rows = []
+    for cache in ("warm", "cold"):
+        prepare = warm_cache if cache == "warm" else drop_cache
+
+        def read():
+            prepare(train)
+            return sequential_read(train)
+
+        read_s = best(read)
+        results = {}
+        for workers in (1, 2):
+            for shuffle in (True, False):
+                def run():
+                    prepare(train)
+                    return timed_convert(train, categories, rec, workers=workers, shuffle=shuffle)
+                results[workers, shuffle] = best(run)
+        rows.append((cache, read_s, results))
+        print(cache, read_s, results, flush=True)
+
+    warm_cache(train)
+    im2rec_s, im2rec_bytes = im2rec_style(train, rec, args.im2rec_mb * 1e6)
+
+    memory = {}
+    for path in (train, big):
+        command = [sys.executable, "-m", "data.bson2rec", path, "--categories", categories, "--out", rec,
+                   "--workers", "2", "--force"]
+        memory[path] = (len(BsonIndex.load_or_build(path)), *peak_memory(command))
+        print(path, memory[path], flush=True)
+    shutil.rmtree(work)
+
+    index = BsonIndex.load_or_build(train)
+    lines = [
+        "# bson2rec benchmark",
+        "",
+        f"Machine: {psutil.cpu_count()} cores, {mb(psutil.virtual_memory().total) / 1e3:.0f} GB RAM, "
+        f"Python {platform.python_version()}; produced by `python bench/bench_bson2rec.py`. Load average "
+        f"(1 min) before / after: {load_before[0]:.1f} / {os.getloadavg()[0]:.1f} (other jobs share the cores).",
+        f"Input: synthetic train.bson (data.synth {synth_options(train)}: {len(index):,} products, "
+        f"{int(index.n_images.sum()):,} images), {mb(size):,.0f} MB. Times are the best of {args.repeat} runs; "
+        "conversion = `data.bson2rec.convert` on an indexed file (index load, planning, conversion, "
+        "merge, .idx, report).",
+        "",
+        "## Throughput (MB of BSON input per second; ratio to the plain sequential read in the same cache state)",
+        "",
+        "| input cache | sequential read | 1 process, shuffled | 2 processes, shuffled | 1 process, file order "
+        "| 2 processes, file order |",
+        "|---|---|---|---|---|---|",
+    ]
+    for cache, read_s, results in rows:
+        read_rate = mb(size) / read_s
+        cells = []
+        for workers, shuffle in ((1, True), (2, True), (1, False), (2, False)):
+            rate = mb(size) / results[workers, shuffle][0]
+            cells.append(f"{rate:,.0f} MB/s ({rate / read_rate:.2f}×)")
+        lines.append(f"| {cache} | {read_rate:,.0f} MB/s (1.00×) | " + " | ".join(cells) + " |")
+    warm = rows[0][2]
+    im2rec_rate = mb(im2rec_bytes) / im2rec_s
+    lines += [
+        "",
+        f"Scaling 1 → 2 processes (warm, shuffled): {warm[1, True][0] / warm[2, True][0]:.2f}×; "
+        f"(cold, shuffled): {rows[1][2][1, True][0] / rows[1][2][2, True][0]:.2f}×.",
+        "",
+        "CPU time of all processes per GB of input (user + system; unlike wall time, it does not depend on "
+        "what else runs): " + "; ".join(
+            f"{'shuffled' if shuffle else 'file order'}, {workers} process{'es' if workers > 1 else ''}: "
+            f"{warm[workers, shuffle][1] / (size / 1e9):.1f} s" for workers, shuffle in sorted(warm, key=lambda k: (not k[1], k[0])))
+        + f" (warm). A plain sequential read takes {rows[0][1] / (size / 1e9):.2f} s of wall time per GB.",
+        "",
+        f"im2rec-style baseline (decode + re-encode at quality 95 + MXNet writer, 1 process, first "
+        f"{mb(im2rec_bytes):,.0f} MB, warm): {im2rec_rate:,.1f} MB/s. bson2rec is "
+        f"{mb(size) / warm[1, True][0] / im2rec_rate:,.0f}× faster with 1 process and "
+        f"{mb(size) / warm[2, True][0] / im2rec_rate:,.0f}× with 2, and keeps the original JPEG bytes.",
+        "",
+        "Reading: a warm sequential read is a memory copy out of the page cache; the conversion does",
+        "Python work for every image (decode the product's BSON, look for the RecordIO magic word,",
+        "write a 32-byte header and the JPEG bytes to a part file) and the parent appends each part",
+        "to the output in the kernel, so with the file cached it runs at a fraction of the read. The",
+        "cold rows are the case of the real 58 GB train.bson, which no page cache holds: reads come",
+        "from the disk, shuffled ones as random reads kept in flight by `posix_fadvise(WILLNEED)`.",
+        "(Dropping the file from this VM's page cache does not empty the host's disk cache, so the",
+        "cold reads here are faster than a physical disk would give.)",
+        "Other jobs shared the two cores during this run (load average above), which lowers the",
+        "2-process figures most.",
+        "",
+        "## Peak memory of `python -m data.bson2rec --workers 2` (parent + 2 workers)",
+        "",
+        "| input | products | all processes (summed PSS) | parent RSS | largest worker USS (own memory) |",
+        "|---|---|---|---|---|",
+    ]
+    for path, (n_products, pss, parent, child) in memory.items():
+        lines.append(f"| {os.path.basename(path)}, {mb(os.path.getsize(path)):,.0f} MB | {n_products:,} | "
+                     f"{mb(pss):,.0f} MB | {mb(parent):,.0f} MB | {mb(child):,.0f} MB |")
+    (small_products, _, small_parent, _), (big_products, _, big_parent, _) = memory.values()
+    lines += ["", f"The workers' memory does not depend on the input; the parent's grows by "
+              f"{(big_parent - small_parent) / (big_products - small_products):.0f} bytes per product "
+              "(offset index and conversion plan), which would be about "
+              f"{7_069_896 * (big_parent - small_parent) / (big_products - small_products) / 1e6:,.0f} MB "
+              "more for the 7,069,896 products of the real train.bson."]
+    lines += ["", "Raw numbers: " + json.dumps({
+        "size": size, "big_size": big_size,
+        "runs": [{"cache": c, "read_s": r, "convert_wall_cpu_s": {f"{w}p_{'shuffled' if s else 'ordered'}": t
+                                                                  for (w, s), t in res.items()}}
+                 for c, r, res in rows],
+        "im2rec": {"seconds": im2rec_s, "bytes": im2rec_bytes},
+        "memory": {os.path.basename(k): {"bytes": os.path.getsize(k), "products": v[0], "pss": v[1],
+                                         "parent_rss": v[2], "worker_uss": v[3]} for k, v in memory.items()},
+        "load_average": [load_before, os.getloadavg()]}), ""]
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,495 @@
+"""BSON -> indexed RecordIO: every image once with its label, filters, order, MXNet readers,
+bad input, worker-count independence and resuming after a kill."""
+import copy
+import glob
+import hashlib
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+
+import bson
+import cv2
+import mxnet as mx
+import numpy as np
+import pytest
+
+from conftest import jpeg_bytes, make_products, write_bson
+from data.bson_index import BsonIndex
+from data.bson2rec import ConvertOptions, convert, output_paths, plan_parts
+from data.categories import CategoryMap
+from data.errors import DataInputError
+from data.md5_dict import build_dictionary
+from data.recordio import MAGIC_BYTES, ImageRecordWriter, encode_record, pack_header
+from data.split_train_bson import Split
+
+CATEGORIES = [1000000000 + 17 * c for c in range(5)]      # make_products' default categories
+
+
+def write_categories(path, categories=CATEGORIES):
+    """A category_names.csv whose row order (= class ids) is not the id order."""
+    rows = [f"{c},L1 {c % 2},L2 {c % 3},L3 {c}" for c in reversed(categories)]
+    path.write_text("category_id,category_level1,category_level2,category_level3\n" + "\n".join(rows) + "\n")
+    return str(path)
+
+
+def read_records(rec_path):
+    """[(label, product_id, image_number, image bytes)] in key order, read by MXNet through the .idx."""
+    _, idx_path, _ = output_paths(str(rec_path))
+    reader = mx.recordio.MXIndexedRecordIO(idx_path, str(rec_path), "r")
+    try:
+        assert reader.keys == list(range(len(reader.keys)))
+        out = []
+        for key in reader.keys:
+            header, image = mx.recordio.unpack(reader.read_idx(key))
+            out.append((header.label, header.id, header.id2, image))
+        return out
+    finally:
+        reader.close()
+
+
+def read_sequentially(rec_path):
+    reader = mx.recordio.MXRecordIO(str(rec_path), "r")
+    out = []
+    while (item := reader.read()) is not None:
+        header, image = mx.recordio.unpack(item)
+        out.append((header.label, header.id, header.id2, image))
+    reader.close()
+    return out
+
+
+def expected_images(docs, category_map=None):
+    """{(product_id, image_number): (label, jpeg)} of every image of `docs`."""
+    return {(d["_id"], k): (float(category_map.class_of(d["category_id"])) if category_map else -1.0,
+                            img["picture"])
+            for d in docs for k, img in enumerate(d["imgs"])}
+
+
+def file_bytes(*paths):
+    return [open(p, "rb").read() for p in paths]
+
+
+@pytest.fixture
+def csv_path(tmp_path):
+    return write_categories(tmp_path / "category_names.csv")
+
+
+@pytest.fixture
+def train_bson(tmp_path):
+    docs = make_products(60, seed=4)
+    return write_bson(str(tmp_path / "train.bson"), docs), docs
+
+
+def small_options(csv_path, **kw):
+    return ConvertOptions(categories=csv_path, workers=kw.pop("workers", 2), part_mb=kw.pop("part_mb", 0.02), **kw)
+
+
+# ---- every image exactly once, with its label and untouched bytes ---------------------------
+
+def test_every_image_lands_in_exactly_one_record_with_its_label(train_bson, csv_path, tmp_path):
+    path, docs = train_bson
+    rec = str(tmp_path / "out" / "all.rec")
+    report = convert(path, rec, small_options(csv_path), progress=False)
+    records = read_records(rec)
+    expected = expected_images(docs, CategoryMap.from_csv(csv_path))
+    assert len(records) == len(expected) == report["records"] == report["images"]["written"]
+    assert {(pid, k): (label, image) for label, pid, k, image in records} == expected
+    assert read_sequentially(rec) == records, "the .rec must also read without its .idx"
+    assert report["products"]["written"] == len(docs) and report["skipped"] == report["index_problems"] == []
+    histogram = np.bincount([int(r[0]) for r in records], minlength=len(CATEGORIES))
+    assert report["class_histogram"] == histogram.tolist()
+    assert report["rec_bytes"] == os.path.getsize(rec)
+    assert not glob.glob(str(tmp_path / "out" / ".*")), "no parts or temporary files are left behind"
+
+
+def test_split_sides_partition_the_images_and_keep_their_order(train_bson, csv_path, tmp_path):
+    path, docs = train_bson
+    split_path = Split.of_index(BsonIndex.load_or_build(path), seed=1, ratio=0.2).save(str(tmp_path / "B.split.npz"))
+    sides = {}
+    for side in ("train", "val"):
+        rec = str(tmp_path / f"B_{side}.rec")
+        convert(path, rec, small_options(csv_path, split=split_path, side=side), progress=False)
+        sides[side] = read_records(rec)
+    products = {side: [r[1] for r in records] for side, records in sides.items()}
+    assert not set(products["train"]) & set(products["val"])
+    all_records = {(pid, k): (label, image) for records in sides.values() for label, pid, k, image in records}
+    assert all_records == expected_images(docs, CategoryMap.from_csv(csv_path))
+    assert len(sides["train"]) + len(sides["val"]) == len(all_records)
+
+    file_order = [d["_id"] for d in docs]
+    assert products["val"] == sorted(products["val"], key=file_order.index), "validation keeps file order"
+    train_products = list(dict.fromkeys(products["train"]))
+    assert train_products != sorted(train_products, key=file_order.index), "training is shuffled"
+    runs = [pid for i, pid in enumerate(products["train"]) if i == 0 or products["train"][i - 1] != pid]
+    assert runs == train_products, "the images of a product stay together"
+    for side in ("train", "val"):
+        numbers = [(r[1], r[2]) for r in sides[side]]
+        assert numbers == sorted(numbers, key=lambda n: (products[side].index(n[0]), n[1]))
+
+
+def test_test_file_keeps_bytes_order_and_gets_label_minus_one(tmp_path):
+    docs = make_products(25, test=True, seed=9)
+    path = write_bson(str(tmp_path / "test.bson"), docs)
+    rec = str(tmp_path / "test.rec")
+    report = convert(path, rec, ConvertOptions(workers=2, part_mb=0.02), progress=False)
+    records = read_records(rec)
+    assert [(r[1], r[2]) for r in records] == [(d["_id"], k) for d in docs for k in range(len(d["imgs"]))]
+    assert all(r[0] == -1.0 for r in records)
+    assert [r[3] for r in records] == [img["picture"] for d in docs for img in d["imgs"]]
+    assert report["kind"] == "test" and "class_histogram" not in report
+
+
+# ---- order, determinism, worker independence ------------------------------------------------
+
+def test_output_is_byte_identical_whatever_the_number_of_workers(train_bson, csv_path, tmp_path):
+    path, _ = train_bson
+    outputs = []
+    for workers in (1, 2):
+        rec = str(tmp_path / f"w{workers}" / "A_train.rec")
+        convert(path, rec, small_options(csv_path, workers=workers), progress=False)
+        outputs.append(file_bytes(*output_paths(rec)))
+    assert outputs[0] == outputs[1]
+
+    other_seed = str(tmp_path / "seed" / "A_train.rec")
+    convert(path, other_seed, small_options(csv_path, seed=1), progress=False)
+    assert [r[1:3] for r in read_records(other_seed)] != [r[1:3] for r in read_records(str(tmp_path / "w1" / "A_train.rec"))]
+
+
+def test_no_shuffle_keeps_file_order(train_bson, csv_path, tmp_path):
+    path, docs = train_bson
+    rec = str(tmp_path / "ordered.rec")
+    convert(path, rec, small_options(csv_path, shuffle=False), progress=False)
+    assert [(r[1], r[2]) for r in read_records(rec)] == [(d["_id"], k) for d in docs for k in range(len(d["imgs"]))]
+
+
+def test_parts_cover_the_order_in_balanced_consecutive_ranges():
+    lengths = np.random.RandomState(0).randint(1_000, 40_000, 500)
+    parts = plan_parts(lengths, 1_000_000)
+    assert parts[0][0] == 0 and parts[-1][1] == 500
+    assert all(a[1] == b[0] for a, b in zip(parts, parts[1:]))
+    sizes = [lengths[a:b].sum() for a, b in parts]
+    assert len(parts) == -(-lengths.sum() // 1_000_000) and max(sizes) - min(sizes) < 2 * lengths.max()
+    assert plan_parts(np.array([], np.int64), 10) == []
+
+
+# ---- filters ---------------------------------------------------------------------------------
+
+def products_with_duplicate_images():
+    docs = make_products(30, seed=6)
+    docs[7]["imgs"][0] = copy.deepcopy(docs[2]["imgs"][0])                   # across products
+    docs[9]["imgs"] = [copy.deepcopy(docs[9]["imgs"][0])] * 2 + docs[9]["imgs"][1:]   # within a product
+    docs[12]["imgs"] = copy.deepcopy(docs[4]["imgs"][:1])                     # a product left without images
+    return docs
+
+
+def test_unique_md5_keeps_the_first_occurrence_of_each_image(tmp_path, csv_path):
+    docs = products_with_duplicate_images()
+    path = write_bson(str(tmp_path / "train.bson"), docs)
+    rec = str(tmp_path / "C_train.rec")
+    report = convert(path, rec, small_options(csv_path, unique_md5=True), progress=False)
+    records = read_records(rec)
+    md5s = [hashlib.md5(r[3]).digest() for r in records]
+    assert len(md5s) == len(set(md5s))
+    first_seen = {}
+    for d in docs:
+        for k, img in enumerate(d["imgs"]):
+            first_seen.setdefault(hashlib.md5(img["picture"]).digest(), (d["_id"], k))
+    assert sorted((r[1], r[2]) for r in records) == sorted(first_seen.values())
+    n_images = sum(len(d["imgs"]) for d in docs)
+    assert report["images"]["filtered"]["duplicate_md5"] == n_images - len(first_seen) == 3
+    assert report["products"]["all_images_filtered"] == 1 and report["products"]["written"] == len(docs) - 1
+
+
+def test_single_label_and_per_category_cap_filters(tmp_path, csv_path):
+    docs = products_with_duplicate_images()
+    docs[3]["imgs"][0] = copy.deepcopy(docs[5]["imgs"][0])   # one more image shared by two categories
+    path = write_bson(str(tmp_path / "train.bson"), docs)
+    dict_path = build_dictionary(path, progress=False).save(str(tmp_path / "train.md5.npz"))
+    rec = str(tmp_path / "filtered.rec")
+    report = convert(path, rec, small_options(csv_path, single_label_md5=dict_path), progress=False)
+    categories_of = {}
+    for d in docs:
+        for img in d["imgs"]:
+            categories_of.setdefault(hashlib.md5(img["picture"]).digest(), set()).add(d["category_id"])
+    single = {(d["_id"], k) for d in docs for k, img in enumerate(d["imgs"])
+              if len(categories_of[hashlib.md5(img["picture"]).digest()]) == 1}
+    assert {(r[1], r[2]) for r in read_records(rec)} == single
+    n_images = sum(len(d["imgs"]) for d in docs)
+    assert report["images"]["filtered"]["multi_label_md5"] == n_images - len(single) >= 2
+
+    cap = 4
+    capped = str(tmp_path / "capped.rec")
+    report = convert(path, capped, small_options(csv_path, max_per_category=cap, shuffle=False), progress=False)
+    category_map = CategoryMap.from_csv(csv_path)
+    kept, expected = [(r[1], r[2]) for r in read_records(capped)], []
+    per_class = dict.fromkeys(range(len(CATEGORIES)), 0)
+    for d in docs:
+        for k in range(len(d["imgs"])):
+            c = category_map.class_of(d["category_id"])
+            if per_class[c] < cap:
+                expected.append((d["_id"], k))
+                per_class[c] += 1
+    assert kept == expected and report["class_histogram"] == [cap] * len(CATEGORIES)
+
+
+# ---- the official sample and MXNet's readers ------------------------------------------------
+
+@pytest.fixture
+def official(real_train_example, real_category_names, tmp_path):
+    """The official sample converted as DATASET_A's way (all products) and DATASET_C's way."""
+    path = real_train_example
+    out = {}
+    for name, unique in (("A", False), ("C", True)):
+        rec = str(tmp_path / f"{name}.rec")
+        out[name] = convert(path, rec, ConvertOptions(categories=real_category_names, unique_md5=unique,
+                                                      workers=2, part_mb=0.1), progress=False), rec
+    return path, out
+
+
+def test_official_sample_converts_to_110_records_109_without_repeated_md5(official, real_category_names):
+    path, out = official
+    assert out["A"][0]["records"] == 110 and out["C"][0]["records"] == 109
+    with open(path, "rb") as f:
+        docs = list(bson.decode_file_iter(f))
+    category_map = CategoryMap.from_csv(real_category_names)
+    records = read_records(out["A"][1])
+    assert {(pid, k): (label, image) for label, pid, k, image in records} == expected_images(docs, category_map)
+    for _, _, _, image in records:
+        decoded = cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR)
+        assert decoded.shape == (180, 180, 3)
+    assert len({hashlib.md5(r[3]).digest() for r in read_records(out["C"][1])}) == 109
+
+
+def test_image_record_iter_reads_the_output_with_a_global_shuffle(official):
+    _, out = official
+    report, rec = out["A"]
+    records = read_records(rec)
+    iterator = mx.io.ImageRecordIter(path_imgrec=rec, path_imgidx=output_paths(rec)[1], data_shape=(3, 180, 180),
+                                     batch_size=10, shuffle=True, seed=3, round_batch=False)
+    labels = []
+    for batch in iterator:
+        assert batch.data[0].shape == (10, 3, 180, 180)
+        labels += batch.label[0].asnumpy()[:10 - batch.pad].tolist()
+    file_labels = [r[0] for r in records]
+    assert sorted(labels) == sorted(file_labels) and labels != file_labels
+
+    dataset = mx.gluon.data.vision.ImageRecordDataset(rec)
+    image, label = dataset[5]
+    assert len(dataset) == 110 and image.shape == (180, 180, 3) and label == records[5][0]
+
+
+# ---- bad input -------------------------------------------------------------------------------
+
+def corrupt(kind, docs):
+    """(file bytes, index of the bad product in docs, expected reason)."""
+    docs = copy.deepcopy(docs)
+    k = len(docs) // 2
+    encoded = [bson.encode(d) for d in docs]
+    if kind == "truncated":
+        return b"".join(encoded)[:-25], len(docs) - 1, "truncated"
+    if kind == "corrupt":
+        bad = bytearray(encoded[k])
+        bad[-1] = 1
+        encoded[k] = bytes(bad)
+        return b"".join(encoded), k, "not BSON"
+    if kind == "no_imgs":
+        del docs[k]["imgs"]
+        reason = "without images"
+    elif kind == "no_category":
+        del docs[k]["category_id"]
+        reason = "without category_id"
+    elif kind == "duplicate_id":
+        docs[k]["_id"] = docs[k - 2]["_id"]
+        reason = "duplicate _id"
+    elif kind == "unknown_category":
+        docs[k]["category_id"] = 42
+        reason = "category_id 42 is not in"
+    elif kind == "bad_jpeg":
+        docs[k]["imgs"].append({"picture": b"this is not a JPEG" * 20})
+        reason = r"imgs\[\d\] is not a decodable JPEG"
+    encoded[k] = bson.encode(docs[k])
+    return b"".join(encoded), k, reason
+
+
+@pytest.mark.parametrize("kind", ["truncated", "corrupt", "no_imgs", "no_category", "duplicate_id",
+                                  "unknown_category", "bad_jpeg"])
+def test_bad_input_stops_with_a_located_error_or_is_skipped_and_reported(kind, tmp_path, csv_path):
+    docs = make_products(16, seed=8)
+    raw, k, reason = corrupt(kind, docs)
+    path = str(tmp_path / "bad.bson")
+    with open(path, "wb") as f:
+        f.write(raw)
+    offset = sum(len(bson.encode(d)) for d in docs[:k])
+    options = small_options(csv_path, verify_jpeg=kind == "bad_jpeg", shuffle=False)
+    with pytest.raises(DataInputError, match=reason) as error:
+        convert(path, str(tmp_path / "stop.rec"), options, progress=False)
+    assert error.value.path == path and error.value.offset == offset
+    assert f"offset {offset}" in str(error.value) and path in str(error.value)
+    if kind not in ("truncated", "corrupt"):
+        assert error.value.product_id == (docs[k - 2]["_id"] if kind == "duplicate_id" else docs[k]["_id"])
+    assert not os.path.exists(tmp_path / "stop.rec")
+
+    rec = str(tmp_path / "skip.rec")
+    report = convert(path, rec, small_options(csv_path, verify_jpeg=kind == "bad_jpeg", shuffle=False,
+                                              skip_bad=True), progress=False)
+    problems = report["index_problems"] + report["skipped"]
+    assert len(problems) == 1 and problems[0]["offset"] == offset and problems[0]["path"] == path
+    written = {(r[1], r[2]) for r in read_records(rec)}
+    good = {(d["_id"], n) for i, d in enumerate(docs) for n in range(len(d["imgs"])) if i != k}
+    if kind == "bad_jpeg":
+        good |= {(docs[k]["_id"], n) for n in range(len(docs[k]["imgs"]))}   # only the added image is dropped
+        assert report["images"]["skipped_bad"] == 1
+    assert written == good
+
+
+def test_a_file_changed_behind_its_index_is_detected(tmp_path):
+    docs = make_products(6, seed=2)
+    path = write_bson(str(tmp_path / "train.bson"), docs)
+    index = BsonIndex.build(path)
+    assert index.pictures(3) == [img["picture"] for img in docs[3]["imgs"]]
+    changed = copy.deepcopy(docs)
+    changed[3]["_id"] += 1000
+    write_bson(path, changed)                      # same layout, another id: the index is stale
+    with pytest.raises(DataInputError, match="differs from its index entry") as error:
+        index.pictures(3)
+    assert error.value.offset == sum(len(bson.encode(d)) for d in docs[:3]) and error.value.product_id == docs[3]["_id"]
+
+
+def test_cli_reports_bad_input_on_stderr_and_fails(tmp_path, csv_path):
+    docs = make_products(6)
+    docs[2]["category_id"] = 77
+    path = write_bson(str(tmp_path / "train.bson"), docs)
+    result = subprocess.run([sys.executable, "-m", "data.bson2rec", path, "--categories", csv_path,
+                             "--out", str(tmp_path / "x.rec")], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert f"{path}: offset {len(bson.encode(docs[0])) + len(bson.encode(docs[1]))}, product {docs[2]['_id']}: " \
+           f"category_id 77 is not in" in result.stderr
+
+
+# ---- resuming and re-running -----------------------------------------------------------------
+
+def test_conversion_killed_midway_resumes_to_byte_identical_output(tmp_path, csv_path):
+    path = write_bson(str(tmp_path / "train.bson"), make_products(500, seed=12))
+    BsonIndex.load_or_build(path)
+    command = [sys.executable, "-m", "data.bson2rec", path, "--categories", csv_path, "--verify-jpeg",
+               "--part-mb", "0.01", "--workers", "2"]
+    reference = str(tmp_path / "clean" / "A_train.rec")
+    subprocess.run(command + ["--out", reference], check=True, capture_output=True)
+
+    rec = str(tmp_path / "killed" / "A_train.rec")
+    process = subprocess.Popen(command + ["--out", rec], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    parts = str(tmp_path / "killed" / ".A_train.parts" / "part-*.npz")
+    deadline = time.time() + 60
+    while len(glob.glob(parts)) < 8 and process.poll() is None and time.time() < deadline:
+        time.sleep(0.002)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not os.path.exists(rec), "the run must be killed before it finishes"
+    n_done = len(glob.glob(parts))
+    assert n_done >= 8
+
+    result = subprocess.run(command + ["--out", rec], check=True, capture_output=True, text=True)
+    assert "resuming" in result.stderr
+    assert file_bytes(*output_paths(rec)) == file_bytes(*output_paths(reference))
+    assert not os.path.exists(tmp_path / "killed" / ".A_train.parts")
+
+
+def test_finished_output_is_left_alone_unless_forced_or_inputs_change(train_bson, csv_path, tmp_path):
+    path, _ = train_bson
+    rec = str(tmp_path / "A.rec")
+    convert(path, rec, small_options(csv_path), progress=False)
+    stamp = os.stat(rec).st_mtime_ns
+    convert(path, rec, small_options(csv_path), progress=False)
+    assert os.stat(rec).st_mtime_ns == stamp
+    convert(path, rec, small_options(csv_path, force=True), progress=False)
+    assert os.stat(rec).st_mtime_ns != stamp
+    stamp = os.stat(rec).st_mtime_ns
+    report = convert(path, rec, small_options(csv_path, shuffle=False), progress=False)
+    assert os.stat(rec).st_mtime_ns != stamp and report["inputs"]["shuffle"] is False
+
+
+def test_cli_help_lists_the_options():
+    result = subprocess.run([sys.executable, "-m", "data.bson2rec", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    for option in ("--split", "--unique-md5", "--single-label-md5", "--max-per-category", "--skip-bad", "--workers"):
+        assert option in result.stdout
+
+
+# ---- the RecordIO writer against MXNet's ----------------------------------------------------
+
+@pytest.mark.parametrize("case", ["plain", "aligned_magic", "two_magics", "unaligned_magic", "magic_at_end",
+                                  "magic_in_header", "only_magic"])
+@pytest.mark.parametrize("tail", [0, 1, 2, 3])
+def test_record_bytes_equal_mxnet_recordio_writer(case, tail, tmp_path):
+    image = bytearray(jpeg_bytes(5))[:400 + tail]
+    record_id = 77
+    if case == "aligned_magic":
+        image[40:44] = MAGIC_BYTES                       # payload offset 24 + 40: aligned
+    elif case == "two_magics":
+        image[16:20] = MAGIC_BYTES
+        image[100:104] = MAGIC_BYTES
+    elif case == "unaligned_magic":
+        image[41:45] = MAGIC_BYTES                       # not aligned: no split
+    elif case == "magic_at_end":
+        image[len(image) - tail - 4:len(image) - tail] = MAGIC_BYTES
+    elif case == "magic_in_header":
+        record_id = struct.unpack("<Q", MAGIC_BYTES * 2)[0]
+    elif case == "only_magic":
+        image = bytearray(MAGIC_BYTES * 3 + b"\x01" * tail)
+    image = bytes(image)
+
+    mx_path = str(tmp_path / "mx.rec")
+    writer = mx.recordio.MXRecordIO(mx_path, "w")
+    for label in (3.0, -1.0):
+        writer.write(mx.recordio.pack(mx.recordio.IRHeader(0, label, record_id, 2), image))
+    writer.close()
+
+    ours = str(tmp_path / "ours.rec")
+    with open(ours, "wb") as f:
+        records = ImageRecordWriter(f)
+        offsets = [records.write(label, record_id, 2, image) for label in (3.0, -1.0)]
+    assert file_bytes(ours) == file_bytes(mx_path)
+    assert offsets[1] == len(encode_record(pack_header(3.0, record_id, 2) + image)) and records.offset == os.path.getsize(ours)
+    assert [r[3] for r in read_sequentially(ours)] == [image, image]
+
+
+# ---- the shell script --------------------------------------------------------------------------
+
+SCRIPT = os.path.join(os.path.dirname(__file__), "..", "shell", "bson2rec_trainval.sh")
+
+
+def test_shell_script_builds_every_dataset_and_stops_on_the_first_error(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    train_docs, test_docs = make_products(80, seed=21), make_products(15, test=True, seed=22, first_id=10_000)
+    write_bson(str(data / "train.bson"), train_docs)
+    write_bson(str(data / "test.bson"), test_docs)
+    write_categories(data / "category_names.csv")
+    env = dict(os.environ, PYTHON=sys.executable, WORKERS="2")
+    result = subprocess.run(["sh", SCRIPT, "--data-dir", str(data), "--rec-dir", str(tmp_path / "rec")],
+                            env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    rec = tmp_path / "rec"
+    names = [f"{d}_{s}" for d in "ABC" for s in ("train", "val")] + ["test"]
+    reports = {n: json.loads((rec / f"{n}.report.json").read_text()) for n in names}
+    for name in names:
+        assert len(read_records(str(rec / f"{name}.rec"))) == reports[name]["records"] > 0
+    n_train_images = sum(len(d["imgs"]) for d in train_docs)
+    for dataset in "AB":
+        assert reports[f"{dataset}_train"]["records"] + reports[f"{dataset}_val"]["records"] == n_train_images
+        assert reports[f"{dataset}_val"]["products"]["written"] == int(80 * 0.05)
+    assert reports["test"]["records"] == sum(len(d["imgs"]) for d in test_docs)
+    assert {p.name for p in rec.glob("*.npz")} == {"A.split.npz", "B.split.npz", "A_train.md5.npz",
+                                                    "B_train.md5.npz", "train.md5.npz", "train.bson.image_md5.npz"}
+    assert "bson2rec_trainval: done" in result.stderr
+
+    write_categories(data / "category_names.csv", CATEGORIES[1:])       # a category goes missing
+    failed = subprocess.run(["sh", SCRIPT, "--rec-dir", str(tmp_path / "rec2")], capture_output=True, text=True,
+                            env=dict(env, DATA_DIR=str(data)))
+    assert failed.returncode != 0
+    assert "is not in" in failed.stderr and "step failed" in failed.stderr
+    assert not (tmp_path / "rec2" / "test.rec").exists(), "the script stops at the first error"
