@@ -71,7 +71,7 @@ from tqdm import tqdm
 
 from data.atomic import atomic_path, write_json
 
-GENERATOR_VERSION = "2.0"
+GENERATOR_VERSION = "2.1"
 IMAGE_SIZE = 180
 DEFAULT_JPEG_QUALITY = 75  # every image of the official sample uses libjpeg quality 75
 
@@ -275,7 +275,8 @@ class CategoryStyle:
 
 
 def _hsv_to_bgr(hue, saturation, value):
-    pixel = np.array([[[int(round(hue)) % 180, np.clip(round(saturation), 0, 255), np.clip(round(value), 0, 255)]]],
+    """BGR triple of an OpenCV HSV colour; saturation and value are clipped to [0, 255]."""
+    pixel = np.array([[[round(hue) % 180, min(255, max(0, round(saturation))), min(255, max(0, round(value)))]]],
                      np.uint8)
     return tuple(int(v) for v in cv2.cvtColor(pixel, cv2.COLOR_HSV2BGR)[0, 0])
 
@@ -415,7 +416,7 @@ class View:
     mirror: bool = False
     texture_phase: tuple = (0, 0)
     noise_phase: tuple = (0, 0)
-    cast: tuple = ()  # () or (BGR gains, BGR offsets)
+    cast: tuple = ()  # () or (BGR gains, BGR offsets) applied to every colour of the picture
     blur: int = 3  # Gaussian kernel size
     occluder: tuple = ()  # () or (dx, dy, half width, half height (all in object radii), angle, BGR colour)
     clutter: tuple = ()  # distractors of this image only, like `ProductLook.props`
@@ -473,19 +474,19 @@ class ImageRenderer:
         values = {"texture_phase": tuple(int(v) for v in rng.integers(0, self.MARGIN, 2)),
                   "noise_phase": tuple(int(v) for v in rng.integers(0, self.MARGIN, 2))}
         if image_number > 0:
-            values.update(shift=tuple(float(v) for v in rng.uniform(-1, 1, 2) * (0.08 + 0.06 * iv) * IMAGE_SIZE),
-                          angle=float(rng.uniform(-1, 1) * (10 + 15 * iv)),
-                          zoom=float(np.exp(rng.uniform(-0.2 - 0.1 * iv, 0.2 + 0.3 * iv))),
+            values.update(shift=tuple(float(v) for v in rng.uniform(-1, 1, 2) * (0.08 + 0.09 * iv) * IMAGE_SIZE),
+                          angle=float(rng.uniform(-1, 1) * (10 + 22 * iv)),
+                          zoom=float(np.exp(rng.uniform(-0.2 - 0.15 * iv, 0.2 + 0.45 * iv))),
                           mirror=bool(rng.random() < 0.5))
         if iv > 0:
-            gains = tuple(float(v) for v in 1 + rng.uniform(-0.1, 0.1, 3) * iv)
-            values["cast"] = (gains, tuple(float(v) for v in rng.uniform(-10, 10, 3) * iv))
-            values["blur"] = 5 if rng.random() < 0.15 * iv else 3
-            if rng.random() < 0.3 * iv:
+            gains = tuple(float(v) for v in 1 + rng.uniform(-0.15, 0.15, 3) * iv)
+            values["cast"] = (gains, tuple(float(v) for v in rng.uniform(-15, 15, 3) * iv))
+            values["blur"] = 5 if rng.random() < 0.22 * iv else 3
+            if rng.random() < 0.45 * iv:
                 values["occluder"] = (*(float(v) for v in rng.uniform(-0.9, 0.9, 2)),
                                       *(float(v) for v in rng.uniform(0.3, 0.8, 2)), float(rng.uniform(0, np.pi)),
                                       tuple(int(v) for v in rng.integers(0, 256, 3)))
-            values["clutter"] = tuple(_distractor(rng, 6, 16 + 14 * iv) for _ in range(min(4, rng.poisson(0.6 * iv))))
+            values["clutter"] = tuple(_distractor(rng, 6, 16 + 14 * iv) for _ in range(min(4, rng.poisson(0.9 * iv))))
         return View(**values)
 
     def render(self, style, serial, image_number):
@@ -496,19 +497,19 @@ class ImageRenderer:
         if view.mirror:
             image = image[:, ::-1]
         image = cv2.GaussianBlur(image, (view.blur, view.blur), 0)  # soften the drawn edges, like a photo
-        if view.cast:
-            gains, offsets = view.cast
-            image = cv2.transform(image, np.array([[gains[0], 0, 0, offsets[0]], [0, gains[1], 0, offsets[1]],
-                                                   [0, 0, gains[2], offsets[2]]]))
         x, y = view.noise_phase
         noise = self.noise_banks[look.noise_level][y:y + IMAGE_SIZE, x:x + IMAGE_SIZE]
         return self.encode(np.clip(image.astype(np.int16) + noise, 0, 255).astype(np.uint8))
 
     def _draw(self, style, look, view):
-        """The noiseless picture: background, textured object(s), accent mark, occluder and clutter."""
+        """The noiseless picture: background, textured object(s), accent mark, occluder and clutter.
+
+        The view's colour cast is applied to every colour before drawing: the same picture as
+        casting the drawn one (blur and anti-aliasing mix colours linearly), at no pixel cost.
+        """
         s = IMAGE_SIZE
         image = np.empty((s, s, 3), np.uint8)
-        image[:] = np.clip(np.add(style.background, look.background_shift), 0, 255)
+        image[:] = _cast_color(tuple(b + d for b, d in zip(style.background, look.background_shift)), view.cast)
         radius = style.size * s * look.scale * view.zoom
         if style.n_objects > 1:
             radius *= 0.75
@@ -519,22 +520,24 @@ class ImageRenderer:
         contours = []
         for dx, dy in offsets:
             contours += self._contours(style.shape, cx + dx, cy + dy, radius, style.aspect, angle)
-        cv2.fillPoly(image, contours, _jitter_color(style.main_hsv, look.hsv_shift), cv2.LINE_AA)
+        main_color = _cast_color(_jitter_color(style.main_hsv, look.hsv_shift), view.cast)
+        cv2.fillPoly(image, contours, main_color, cv2.LINE_AA)
         if style.texture != "plain":
             mask = np.zeros((s, s), np.uint8)
             cv2.fillPoly(mask, contours, 255)
             x, y = view.texture_phase
             texture = self.textures[style.texture][y:y + s, x:x + s]
-            image[(mask > 0) & texture] = _jitter_color(style.texture_hsv, look.hsv_shift)
+            image[(mask > 0) & texture] = _cast_color(_jitter_color(style.texture_hsv, look.hsv_shift), view.cast)
         accent_center = (int(cx + style.accent_offset[0] * radius), int(cy + style.accent_offset[1] * radius))
-        cv2.circle(image, accent_center, max(3, int(radius * 0.28)), style.accent_color, -1, cv2.LINE_AA)
+        cv2.circle(image, accent_center, max(3, int(radius * 0.28)), _cast_color(style.accent_color, view.cast), -1,
+                   cv2.LINE_AA)
         if view.occluder:
             dx, dy, half_width, half_height, occluder_angle, color = view.occluder
             plate = self._contours("plate", cx + dx * radius, cy + dy * radius, half_height * radius,
                                    half_width / half_height, occluder_angle)
-            cv2.fillPoly(image, plate, color, cv2.LINE_AA)
+            cv2.fillPoly(image, plate, _cast_color(color, view.cast), cv2.LINE_AA)
         for shape, x, y, r, color in look.props + view.clutter:
-            cv2.fillPoly(image, self._contours(shape, x, y, r, 1.0, 0.0), color, cv2.LINE_AA)
+            cv2.fillPoly(image, self._contours(shape, x, y, r, 1.0, 0.0), _cast_color(color, view.cast), cv2.LINE_AA)
         return image
 
     def placeholder(self, index):
@@ -566,8 +569,18 @@ class ImageRenderer:
 
 def _distractor(rng, min_radius, max_radius):
     """A small shape of a random colour somewhere in the picture: (shape, x, y, radius, BGR colour)."""
-    return (str(SHAPES[rng.integers(0, len(SHAPES))]), int(rng.integers(0, IMAGE_SIZE)), int(rng.integers(0, IMAGE_SIZE)),
-            int(rng.integers(min_radius, int(max_radius) + 1)), tuple(int(v) for v in rng.integers(0, 256, 3)))
+    shape = str(SHAPES[rng.integers(0, len(SHAPES))])
+    x, y = (int(v) for v in rng.integers(0, IMAGE_SIZE, 2))
+    radius = int(rng.integers(min_radius, int(max_radius) + 1))
+    return shape, x, y, radius, tuple(int(v) for v in rng.integers(0, 256, 3))
+
+
+def _cast_color(bgr, cast):
+    """`bgr` under a view's colour cast (each channel times its gain plus its offset), clipped."""
+    if not cast:
+        return tuple(min(255, max(0, c)) for c in bgr)
+    gains, offsets = cast
+    return tuple(min(255, max(0, round(c * g + o))) for c, g, o in zip(bgr, gains, offsets))
 
 
 def _jitter_color(hsv, shift):
@@ -720,23 +733,27 @@ class _Catalogue:
         self.placeholders = [self.renderer.placeholder(k) for k in range(options.placeholders)]
         self.placeholders_seen = set()
         self.cache = _RenderCache(self._render)
+        self._last_style = (None, None, None)
         self.image_pools = [_Pool(IMAGE_POOL_SIZE) for _ in categories]
         self.product_pools = [_Pool(PRODUCT_POOL_SIZE) for _ in categories]
 
     def style_class(self, class_id, serial):
         """Class whose style draws product `serial` of class `class_id`: its own, or for an
         ambiguous product a sibling's (`ambiguous_sibling_share` of them) or any other class's."""
+        if self._last_style[:2] == (class_id, serial):  # the images of a product come one after the other
+            return self._last_style[2]
+        style_class = class_id
         n_classes = len(self.styles)
-        if self.options.ambiguous_share <= 0 or n_classes < 2:
-            return class_id
         rng = np.random.default_rng([self.options.seed, _AMBIGUITY_STREAM, serial])
-        if rng.random() >= self.options.ambiguous_share:
-            return class_id
-        siblings = self.siblings[class_id]
-        if siblings and rng.random() < self.options.ambiguous_sibling_share:
-            return siblings[int(rng.integers(0, len(siblings)))]
-        other = int(rng.integers(0, n_classes - 1))
-        return other + (other >= class_id)
+        if n_classes > 1 and rng.random() < self.options.ambiguous_share:
+            siblings = self.siblings[class_id]
+            if siblings and rng.random() < self.options.ambiguous_sibling_share:
+                style_class = siblings[int(rng.integers(0, len(siblings)))]
+            else:
+                other = int(rng.integers(0, n_classes - 1))
+                style_class = other + (other >= class_id)
+        self._last_style = (class_id, serial, style_class)
+        return style_class
 
     def _render(self, class_id, serial, number):
         """(JPEG bytes, style class) of image `number` of product `serial` of class `class_id`."""
@@ -828,7 +845,7 @@ class _Tally:
             self.counts["placeholder_products"] += 1
             self.counts["placeholder_images"] += len(product.images)
             self.placeholder_classes.add(product.class_id)
-        off_style = [image.style_class is not None and image.style_class != product.class_id for image in product.images]
+        off_style = [image.style_class not in (None, product.class_id) for image in product.images]
         self.counts["off_style_images"] += sum(off_style)
         self.counts["off_style_products"] += any(off_style)
         for image in product.images:
@@ -979,7 +996,8 @@ def parse_args(argv=None):
     difficulty.add_argument("--product-variation", type=float, default=defaults.product_variation,
                             help="spread of products around their category's style (pose, colour, props), 0 to 3")
     difficulty.add_argument("--image-variation", type=float, default=defaults.image_variation,
-                            help="spread of images around their product (view, colour cast, blur, occluder, clutter), 0 to 3")
+                            help="spread of images around their product (view, colour cast, blur, occluder, "
+                                 "clutter), 0 to 3")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 

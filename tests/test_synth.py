@@ -72,6 +72,12 @@ def dataset(tmp_path_factory):
     return Dataset(folder, synth.generate(folder, progress=False, **SMALL))
 
 
+@pytest.fixture(scope="module")
+def small_products():
+    """The `SynthProduct`s of the SMALL dataset, straight from the generator."""
+    return list(synth.generate_products(synth.SynthOptions(**SMALL)))
+
+
 def test_train_documents_follow_kaggle_schema(dataset):
     category_ids = {int(row[0]) for row in dataset.category_rows[1:]}
     for doc in dataset.train:
@@ -249,25 +255,109 @@ def test_meta_file_matches_summary_and_files(dataset):
     assert dataset.summary["speed"]["mb_per_second"] > 0
 
 
-def test_categories_are_visually_distinct(dataset):
-    """Nearest class mean of colour histograms, fitted on train, beats chance by far on test."""
-    def histograms(side):
-        labels, features = [], []
-        for category_id, doc in dataset.labelled(side):
-            for image in doc["imgs"]:
-                histogram = cv2.calcHist([decode_jpeg(image["picture"])], [0, 1, 2], None, [4, 4, 4], [0, 256] * 3)
-                labels.append(category_id)
-                features.append(np.sqrt(histogram.ravel() / histogram.sum()))
-        return np.array(labels), np.array(features)
+def colour_histograms(labelled):
+    """(labels, product ids, features) of every image: square roots of 4x4x4 colour histograms."""
+    labels, product_ids, features = [], [], []
+    for category_id, doc in labelled:
+        for image in doc["imgs"]:
+            histogram = cv2.calcHist([decode_jpeg(image["picture"])], [0, 1, 2], None, [4, 4, 4], [0, 256] * 3)
+            labels.append(category_id)
+            product_ids.append(doc["_id"])
+            features.append(np.sqrt(histogram.ravel() / histogram.sum()))
+    return np.array(labels), np.array(product_ids), np.array(features)
 
-    train_labels, train_x = histograms("train")
-    test_labels, test_x = histograms("test")
+
+def nearest_mean(train_labelled, test_labelled):
+    """Nearest class mean of colour histograms, fitted on train: (test labels, product ids,
+    squared distances to each class mean, classes)."""
+    train_labels, _, train_x = colour_histograms(train_labelled)
+    test_labels, test_products, test_x = colour_histograms(test_labelled)
     classes = np.unique(train_labels)
     means = np.stack([train_x[train_labels == c].mean(axis=0) for c in classes])
-    predicted = classes[((test_x[:, None, :] - means[None]) ** 2).sum(axis=2).argmin(axis=1)]
-    majority = collections.Counter(test_labels).most_common(1)[0][1] / len(test_labels)
-    accuracy = (predicted == test_labels).mean()
-    assert accuracy > 0.8 and accuracy > majority + 0.5
+    return test_labels, test_products, ((test_x[:, None, :] - means[None]) ** 2).sum(axis=2), classes
+
+
+def majority_share(labels):
+    return collections.Counter(labels).most_common(1)[0][1] / len(labels)
+
+
+@pytest.fixture(scope="module")
+def default_nearest_mean(dataset):
+    return nearest_mean(dataset.labelled("train"), dataset.labelled("test"))
+
+
+def test_categories_are_learnable_but_not_trivially_separable(default_nearest_mean):
+    """A crude classifier beats chance by far, yet siblings and ambiguous products keep it
+    far from perfect (the same classifier is near 1.0 with the difficulty options off)."""
+    labels, _, distances, classes = default_nearest_mean
+    accuracy = (classes[distances.argmin(axis=1)] == labels).mean()
+    assert accuracy > majority_share(labels) + 0.2 and accuracy > 0.4
+    assert accuracy < 0.75
+
+
+def test_difficulty_options_make_the_data_harder(tmp_path, default_nearest_mean):
+    easy_options = dict(SMALL, train_products=300, test_products=100, sibling_similarity=0.0, ambiguous_share=0.0,
+                        product_variation=0.0, image_variation=0.0)
+    easy = Dataset(str(tmp_path), synth.generate(str(tmp_path), progress=False, **easy_options))
+    labels, _, distances, classes = nearest_mean(easy.labelled("train"), easy.labelled("test"))
+    easy_accuracy = (classes[distances.argmin(axis=1)] == labels).mean()
+    labels, _, distances, classes = default_nearest_mean
+    assert easy_accuracy > 0.9 and easy_accuracy > (classes[distances.argmin(axis=1)] == labels).mean() + 0.25
+
+
+def test_several_images_of_a_product_beat_one(default_nearest_mean):
+    """Per-image variation: averaging a product's images classifies its images better than each alone."""
+    labels, products, distances, classes = default_nearest_mean
+    rows = collections.defaultdict(list)
+    for row, product_id in enumerate(products):
+        rows[product_id].append(row)
+    multi = [r for r in rows.values() if len(r) > 1]
+    image_accuracy = np.mean([classes[distances[row].argmin()] == labels[row] for r in multi for row in r])
+    product_accuracy = np.mean([classes[distances[r].mean(axis=0).argmin()] == labels[r[0]] for r in multi])
+    assert len(multi) >= 30 and product_accuracy > image_accuracy
+
+
+def test_sibling_categories_share_most_of_their_style():
+    categories = synth.build_categories(60, seed=3)
+    pairs = [(i, j) for i in range(60) for j in range(i + 1, 60)]
+    siblings = [(i, j) for i, j in pairs if categories[i].level2_index == categories[j].level2_index]
+    others = [(i, j) for i, j in pairs if categories[i].level1_index != categories[j].level1_index]
+    assert siblings and others
+
+    def hue_gap(styles, pairs):
+        return np.mean([abs((styles[i].main_hsv[0] - styles[j].main_hsv[0] + 90) % 180 - 90) for i, j in pairs])
+
+    alike = synth.category_styles(categories, seed=3, sibling_similarity=1.0)
+    assert all(alike[i] == alike[j] for i, j in siblings)
+    default = synth.category_styles(categories, seed=3)
+    assert all(default[i].shape == default[j].shape for i, j in siblings)
+    assert hue_gap(default, siblings) < 12 < 30 < hue_gap(default, others)
+    distinct = synth.category_styles(categories, seed=3, sibling_similarity=0.0)
+    assert hue_gap(distinct, siblings) > 30
+    assert sum(distinct[i] == distinct[j] for i, j in siblings) == 0
+
+
+def test_ambiguous_products_keep_their_label_but_take_another_style(small_products):
+    categories = synth.build_categories(SMALL["categories"], SMALL["seed"])
+    products = small_products
+    fresh = [p for p in products if not p.copied and not p.placeholder]
+    own_styles = [{image.style_class for image in p.images if not image.reused} for p in fresh]
+    assert all(len(styles) <= 1 for styles in own_styles)  # one style per product
+    ambiguous = [(p, styles.pop()) for p, styles in zip(fresh, own_styles) if styles and styles != {p.class_id}]
+    assert 0.06 < len(ambiguous) / len(fresh) < 0.14  # ambiguous_share 0.1
+    sibling_share = np.mean([categories[style].level2_index == categories[p.class_id].level2_index
+                             for p, style in ambiguous])
+    assert 0.6 < sibling_share < 0.9  # ambiguous_sibling_share 0.75 (a few classes have no sibling)
+    off_style = [image for p in products for image in p.images
+                 if image.style_class is not None and image.style_class != p.class_id]
+    assert any(image.reused for image in off_style), "MD5 tricks should be able to fix some ambiguous pictures"
+    none = synth.SynthOptions(**dict(SMALL, ambiguous_share=0.0, train_products=200, test_products=0))
+    assert all(image.style_class in (None, p.class_id) for p in synth.generate_products(none) for image in p.images)
+
+
+def test_meta_counts_ambiguous_products(dataset):
+    assert 0 < dataset.summary["off_style_products"] <= dataset.summary["off_style_images"]
+    assert dataset.summary["off_style_products"] < 0.2 * (SMALL["train_products"] + SMALL["test_products"])
 
 
 def file_bytes(folder):
@@ -291,11 +381,9 @@ def test_same_seed_gives_byte_identical_files_and_other_seeds_differ(tmp_path):
         assert first[name] != other[name]
 
 
-def test_documents_of_the_generator_are_those_written(dataset):
-    options = synth.SynthOptions(**SMALL)
-    products = list(synth.generate_products(options))
-    assert [p.document() for p in products if p.side == "train"] == dataset.train
-    assert [p.document() for p in products if p.side == "test"] == dataset.test
+def test_documents_of_the_generator_are_those_written(dataset, small_products):
+    assert [p.document() for p in small_products if p.side == "train"] == dataset.train
+    assert [p.document() for p in small_products if p.side == "test"] == dataset.test
 
 
 def test_no_output_appears_when_generation_fails(tmp_path, monkeypatch):
@@ -318,6 +406,10 @@ def test_invalid_options_are_rejected(tmp_path):
         synth.SynthOptions(duplicate_share=1.5)
     with pytest.raises(ValueError):
         synth.SynthOptions(categories=0)
+    with pytest.raises(ValueError, match="sibling_similarity"):
+        synth.SynthOptions(sibling_similarity=1.5)
+    with pytest.raises(ValueError, match="image_variation"):
+        synth.SynthOptions(image_variation=-1)
     with pytest.raises(SystemExit, match="placeholder_share"):
         synth.main(["--out", str(tmp_path), "--placeholder-share", "-0.1"])
     assert os.listdir(tmp_path) == []
@@ -335,6 +427,9 @@ def test_cli_writes_the_dataset_and_prints_a_summary(tmp_path, capsys):
 def test_cli_help_runs_as_a_module():
     result = subprocess.run([sys.executable, "-m", "data.synth", "--help"], capture_output=True, text=True, check=True)
     assert "--train-products" in result.stdout and "--duplicate-share" in result.stdout
+    for option in ("--sibling-similarity", "--ambiguous-share", "--ambiguous-sibling-share", "--product-variation",
+                   "--image-variation"):
+        assert option in result.stdout
 
 
 @pytest.mark.slow

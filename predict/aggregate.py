@@ -1,0 +1,121 @@
+"""Collector stage: per-image probabilities of a product -> its per-product rows, per model.
+
+For each model and product: the image-level top-1 is scored (validation), each MD5 mode
+is applied to the image vectors, each per-product combiner reduces them to one vector,
+and every such variant is written to the model's prediction folder (predict.outputs).
+
+A product whose images all failed to decode (only possible with skip-bad-images) gets the
+uniform vector in every variant, so it still has its row. Every input product must
+arrive exactly once: a second arrival is an error at once, a missing one at `finish`.
+"""
+import time
+
+import numpy as np
+
+from predict.combine import combine_images
+from predict.md5_modes import apply_md5_mode
+from predict.outputs import PredictionWriter, variant_name
+
+
+class IncompleteOutputError(RuntimeError):
+    """The collector did not get exactly one result for every input product."""
+
+
+class Aggregator:
+    """The collector's per-product work and bookkeeping, for every model of the run."""
+
+    def __init__(self, out_dir_of, models, combiners=("mean",), md5_modes=("none",), top_k=5, manifest=None):
+        """`models`: ``[{"name", "classes", ...}]`` as the model worker describes them;
+        `out_dir_of(name)`: the prediction folder of a model."""
+        self.models, self.combiners, self.md5_modes = models, tuple(combiners), tuple(md5_modes)
+        self.variants = [variant_name(c, m) for m in self.md5_modes for c in self.combiners]
+        self.manifest = dict(manifest or {})
+        self.writers = [PredictionWriter(out_dir_of(m["name"]), m["classes"], self.variants, top_k) for m in models]
+        self.seen = np.zeros(0, bool)
+        self.ids = np.zeros(0, np.int64)
+        self.image_correct = np.zeros(len(models), np.int64)
+        self.images_scored = 0
+        self.product_correct = np.zeros((len(models), len(self.variants)), np.int64)
+        self.products_scored = 0
+        self.images = 0
+        self.problems = []
+        self.started = time.time()
+
+    def _mark(self, seq, product_id):
+        if seq >= len(self.seen):
+            size = max(2 * len(self.seen), seq + 1, 1024)
+            self.seen = np.concatenate([self.seen, np.zeros(size - len(self.seen), bool)])
+            self.ids = np.concatenate([self.ids, np.zeros(size - len(self.ids), np.int64)])
+        if self.seen[seq]:
+            raise IncompleteOutputError(f"product {product_id} (input position {seq}) arrived twice")
+        self.seen[seq], self.ids[seq] = True, product_id
+
+    def add(self, decoded, probs):
+        """One product: `probs` ``(n_models, n_good_images, classes)``."""
+        self._mark(decoded.seq, decoded.product_id)
+        self.images += decoded.n_images
+        self.problems += decoded.problems
+        good_counts = [c for c, g in zip(decoded.counts, decoded.good) if g] if decoded.counts is not None \
+            else [None] * probs.shape[1]
+        labelled = decoded.label >= 0
+        if labelled:
+            self.products_scored += 1
+            self.images_scored += probs.shape[1]
+        for m, (model, writer) in enumerate(zip(self.models, self.writers)):
+            image_probs = probs[m]
+            if labelled and len(image_probs):
+                self.image_correct[m] += int((image_probs.argmax(axis=1) == decoded.label).sum())
+            vectors = self._variants(image_probs, good_counts, model["classes"])
+            if labelled:
+                self.product_correct[m] += [int(np.argmax(vectors[v]) == decoded.label) for v in self.variants]
+            writer.write(decoded.seq, decoded.product_id, decoded.label, decoded.n_images, decoded.product_hash,
+                         vectors)
+
+    def _variants(self, image_probs, counts, classes):
+        if len(image_probs) == 0:
+            uniform = np.full(classes, 1.0 / classes, np.float32)
+            return {v: uniform for v in self.variants}
+        vectors = {}
+        for mode in self.md5_modes:
+            adjusted = apply_md5_mode(image_probs, counts, mode)
+            for combiner in self.combiners:
+                vectors[variant_name(combiner, mode)] = combine_images(adjusted, combiner)
+        return vectors
+
+    def finish(self, n_products):
+        """Check that products 0..n-1 all arrived, close every folder; return the manifests."""
+        arrived = int(self.seen[:n_products].sum())
+        if arrived != n_products or self.seen[n_products:].any():
+            missing = np.flatnonzero(~self.seen[:n_products])[:10].tolist()
+            raise IncompleteOutputError(f"{arrived} of {n_products} products have a result; missing input "
+                                        f"positions {missing}{' ...' if n_products - arrived > 10 else ''}")
+        ids, counts = np.unique(self.ids[:n_products], return_counts=True)
+        if np.any(counts > 1):
+            first = np.argmax(counts > 1)
+            raise IncompleteOutputError(f"product id {int(ids[first])} occurs {int(counts[first])} times in the input")
+        elapsed = time.time() - self.started
+        manifests = []
+        for m, (model, writer) in enumerate(zip(self.models, self.writers)):
+            manifest = dict(self.manifest, name=model["name"], model=model, images=self.images,
+                            elapsed_seconds=round(elapsed, 3),
+                            products_per_second=round(n_products / elapsed, 2) if elapsed > 0 else None,
+                            problems=self.problems)
+            if self.products_scored:
+                manifest["image_accuracy"] = self.image_correct[m] / max(self.images_scored, 1)
+                manifest["product_accuracy"] = dict(zip(self.variants, (self.product_correct[m] /
+                                                                        self.products_scored).tolist()))
+            manifests.append(writer.close(n_products, _plain(manifest)))
+        return manifests
+
+    def discard(self):
+        for writer in self.writers:
+            writer.discard()
+
+
+def _plain(obj):
+    """JSON-ready copy: numpy scalars to Python numbers."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj.item() if isinstance(obj, np.generic) else obj

@@ -1,0 +1,123 @@
+"""Decoder stage: JPEG bytes of a product -> RGB pixels of its test-time views, MD5s, counts.
+
+Test-time augmentation (`Views`): the image itself, plus optionally its horizontal mirror
+(``flip``, what the reference used) and five crops (``crops``: the four corners and the
+centre, `crop_size` pixels wide, scaled back to the image size), and with both, the
+mirror of each crop. Every view of an image is predicted and the image's vector is the
+mean over its views.
+
+Undecodable images: without `skip_bad` the product's error names file, place, product
+and image. With `skip_bad` the image is left out of its product's combination (the
+product's other images decide) and reported; a product without any decodable image gets
+the uniform vector (see predict.aggregate). Either way every product gets one row.
+
+MD5s are taken from the untouched JPEG bytes (`data.md5_dict.image_md5`), bad images
+included, and give the product hash (`data.md5_dict.product_hash`) and, with an MD5
+dictionary, each image's training category counts for the MD5 modes.
+"""
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from data.md5_dict import image_md5, product_hash
+
+TTA_CHOICES = ("none", "flip", "crops", "flip,crops")
+
+
+@dataclass(frozen=True)
+class Views:
+    flip: bool = False
+    crops: bool = False
+    crop_size: int = 160
+    image_size: int = 180
+
+    @classmethod
+    def parse(cls, text, crop_size=160, image_size=180):
+        parts = {p.strip() for p in text.split(",") if p.strip()} - {"none"}
+        unknown = parts - {"flip", "crops"}
+        if unknown:
+            raise ValueError(f"unknown test-time view(s) {sorted(unknown)}; choose from {', '.join(TTA_CHOICES)}")
+        if "crops" in parts and not 0 < crop_size < image_size:
+            raise ValueError(f"crop size must be between 0 and the image size {image_size}, not {crop_size}")
+        return cls("flip" in parts, "crops" in parts, crop_size, image_size)
+
+    @property
+    def count(self):
+        return (1 + 5 * self.crops) * (1 + self.flip)
+
+    def describe(self):
+        return ",".join(["flip"] * self.flip + [f"crops{self.crop_size}"] * self.crops) or "none"
+
+    def of(self, rgb):
+        """The ``(count, size, size, 3)`` uint8 views of one RGB image (already at `image_size`)."""
+        views = [rgb]
+        if self.crops:
+            s, c = self.image_size, self.crop_size
+            corners = [(0, 0), (0, s - c), (s - c, 0), (s - c, s - c), ((s - c) // 2, (s - c) // 2)]
+            views += [cv2.resize(rgb[y:y + c, x:x + c], (s, s), interpolation=cv2.INTER_LINEAR) for y, x in corners]
+        if self.flip:
+            views += [v[:, ::-1] for v in views]
+        return np.stack(views)
+
+
+@dataclass
+class DecodedProduct:
+    """What the model worker and the collector need of one product."""
+    seq: int
+    product_id: int
+    label: int
+    n_images: int
+    good: list                  # per image: decoded?
+    pixels: np.ndarray          # (n_good * views, size, size, 3) uint8, image-major
+    md5s: list                  # per image: 16-byte digest
+    product_hash: bytes
+    counts: list = None         # per image: (class_ids, counts) from the MD5 dictionary, or None
+    problems: list = field(default_factory=list)   # messages about skipped images
+
+
+def decode_rgb(jpeg, size):
+    """RGB uint8 image at `size` x `size`, or None when the bytes are not a decodable image."""
+    bgr = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        return None
+    if bgr.shape[:2] != (size, size):
+        bgr = cv2.resize(bgr, (size, size), interpolation=cv2.INTER_LINEAR)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def decode_product(product, views, skip_bad=False, md5_counts=None):
+    """Decode a `sources.Product`; `md5_counts(md5s)` gives per-image dictionary counts."""
+    md5s = [image_md5(j) for j in product.jpegs]
+    stacks, good, problems = [], [], []
+    for k, jpeg in enumerate(product.jpegs):
+        rgb = decode_rgb(jpeg, views.image_size)
+        good.append(rgb is not None)
+        if rgb is None:
+            error = product.error(f"image {k} ({len(jpeg)} bytes) is not a decodable JPEG")
+            if not skip_bad:
+                raise error
+            problems.append(str(error))
+            continue
+        stacks.append(views.of(rgb))
+    pixels = np.concatenate(stacks) if stacks else \
+        np.zeros((0, views.image_size, views.image_size, 3), np.uint8)
+    return DecodedProduct(product.seq, product.product_id, product.label, len(product.jpegs), good,
+                          np.ascontiguousarray(pixels), md5s, product_hash(md5s),
+                          md5_counts(md5s) if md5_counts else None, problems)
+
+
+class Md5Counts:
+    """Per-image category counts from an MD5 dictionary, as class ids (for predict.md5_modes)."""
+
+    def __init__(self, dictionary, categories):
+        self.dictionary, self.categories = dictionary, categories
+
+    def __call__(self, md5s):
+        hits = self.dictionary.images.lookup(md5s)
+        out = []
+        for i in range(len(md5s)):
+            lo, hi = hits.offsets[i], hits.offsets[i + 1]
+            out.append((self.categories.classes_of(hits.categories[lo:hi]), hits.counts[lo:hi].astype(np.int64))
+                       if hi > lo else None)
+        return out

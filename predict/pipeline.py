@@ -1,0 +1,440 @@
+"""The prediction pipeline: reader -> N decoders -> one model worker per device -> collector.
+
+Processes (forked; each creates its own ZeroMQ context, the model workers their MXNet
+networks, after the fork) joined by PUSH/PULL sockets::
+
+    reader ──► decoder 0..N-1 ──► model worker per device ──► collector (this process)
+       (JPEG bytes)      (RGB views, MD5s)        (per-image probabilities)
+
+- The reader streams products in input order and numbers them (the output row).
+- Decoders decode JPEGs, build the test-time views, take MD5s and dictionary counts.
+- A model worker batches whole products (never splitting one) and runs every model; its
+  last, incomplete batch runs when the collector, which knows from the reader that the
+  input has ended, sends "flush" (a PUB socket) because results stopped coming.
+- The collector (`predict.aggregate`) writes each model's per-product rows.
+
+Sockets bind to ``ipc://`` paths in a private temporary folder or to
+``tcp://127.0.0.1`` on ports the OS picks (binding children report their address before
+their peers start). Messages are raw frames (`predict.messages`), never pickles. Every
+socket has a high-water mark of `queue_size` messages, so a slow stage blocks the ones
+before it instead of filling memory.
+
+Supervision: every child reports ``ready``/``progress``/``error``/``end`` on a control
+socket. Children run until the collector has every product and stops them, so a child
+that exits is a failure: the run stops at once with an error naming it (``decoder 1
+(pid 1234) died with exit code -9 (SIGKILL)``) or, for a Python exception, with its
+message (bad JPEG: file, offset, product, image). When no product completes for
+`stall_timeout` seconds the run stops and names the processes that stopped reporting
+(a stopped process is named as such). Children whose parent disappears exit by themselves.
+Every input product gets exactly one result, checked at the end.
+
+`run_in_process` does the same work in one process (no ZeroMQ): the reference for tests
+and the baseline of the benchmark.
+"""
+import multiprocessing
+import os
+import signal
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+
+import psutil
+import zmq
+from tqdm import tqdm
+
+from predict import messages
+from predict.decode import Views, decode_product
+from predict.inference import Batcher, ModelRunner, parse_device
+
+TRANSPORTS = ("ipc", "tcp")
+POLL_MS = 100                 # collector loop period: liveness and stall checks
+DRAIN_MAX = 256               # results handled between two liveness checks
+CHILD_POLL_MS = 1000          # children re-check that their parent is alive this often
+PROGRESS_EVERY = 1.0          # seconds between progress reports of a child
+
+
+class PipelineError(RuntimeError):
+    """The pipeline failed: a process crashed, hung or reported an error."""
+
+
+@dataclass
+class PipelineConfig:
+    decoders: int = 2
+    batch_size: int = 64
+    views: Views = field(default_factory=Views)
+    devices: tuple = ("cpu",)
+    transport: str = "ipc"
+    queue_size: int = 32          # ZeroMQ high-water mark, in messages, of every socket
+    flush_ms: int = 50            # after the input's end: idle time before incomplete batches run
+    stall_timeout: float = 300.0  # seconds without a completed product (or, at start, a ready model worker)
+    skip_bad_images: bool = False
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {TRANSPORTS}, not {self.transport!r}")
+        if self.decoders < 0:
+            raise ValueError("the number of decoders cannot be negative")
+        for device in self.devices:
+            parse_device(device)
+
+
+# ----------------------------------------------------------------------------------------
+# Sockets
+# ----------------------------------------------------------------------------------------
+def bind(sock, transport, ipc_dir, name):
+    """Bind `sock` to a fresh address; return it."""
+    if transport == "ipc":
+        address = f"ipc://{os.path.join(ipc_dir, name)}"
+        sock.bind(address)
+        return address
+    port = sock.bind_to_random_port("tcp://127.0.0.1")
+    return f"tcp://127.0.0.1:{port}"
+
+
+def _socket(zctx, kind, hwm):
+    sock = zctx.socket(kind)
+    sock.sndhwm = sock.rcvhwm = hwm
+    sock.linger = 0
+    return sock
+
+
+# ----------------------------------------------------------------------------------------
+# Children
+# ----------------------------------------------------------------------------------------
+class ParentGone(Exception):
+    """The parent process disappeared: the child has nobody to work for."""
+
+
+class Reporter:
+    """A child's side of the control socket."""
+
+    def __init__(self, sock, role, index):
+        self.sock, self.role, self.index = sock, role, index
+        self.parent = os.getppid()
+        self._last_progress = 0.0
+
+    def send(self, kind, **fields):
+        self.sock.send(messages.control_frame(kind=kind, role=self.role, index=self.index, pid=os.getpid(),
+                                              **fields))
+
+    def progress(self, force=False, **counters):
+        now = time.monotonic()
+        if force or now - self._last_progress >= PROGRESS_EVERY:
+            self._last_progress = now
+            self.send("progress", **counters)
+
+    def check_parent(self):
+        if os.getppid() != self.parent:
+            raise ParentGone()
+
+    def wait(self, sock, event):
+        """Block until `sock` can send/receive, checking the parent now and then."""
+        while not sock.poll(CHILD_POLL_MS, event):
+            self.check_parent()
+
+    def idle_until_stopped(self):
+        """Keep the sockets (and queued messages) alive until the parent stops us."""
+        while True:
+            time.sleep(CHILD_POLL_MS / 1000)
+            self.check_parent()
+
+
+def _child(role, index, control_address, target, args):
+    """Entry point of every child: own ZeroMQ context, errors reported to the parent."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C is the parent's to handle
+    zctx = zmq.Context()
+    control = zctx.socket(zmq.PUSH)
+    control.linger = 2000                            # let a last error message get out
+    control.connect(control_address)
+    reporter = Reporter(control, role, index)
+    try:
+        target(zctx, reporter, *args)
+    except ParentGone:
+        pass
+    except BaseException as e:   # noqa: B902 - reported to the parent, which stops the run
+        reporter.send("error", message=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+        control.close()
+        zctx.term()
+        os._exit(1)
+    os._exit(0)
+
+
+def _reader(zctx, report, source, config, ipc_dir):
+    out = _socket(zctx, zmq.PUSH, config.queue_size)
+    report.send("ready", address=bind(out, config.transport, ipc_dir, "products"),
+                total_products=source.total_products, total_images=source.total_images)
+    n_products = n_images = 0
+    for product in source:
+        report.wait(out, zmq.POLLOUT)
+        out.send_multipart(messages.product_frames(product), copy=False)
+        n_products += 1
+        n_images += len(product.jpegs)
+        report.progress(sent=n_products)
+    report.progress(force=True, sent=n_products)
+    report.send("end", products=n_products, images=n_images)
+    report.idle_until_stopped()
+
+
+def _decoder(zctx, report, reader_address, worker_addresses, config, md5_counts):
+    inp = _socket(zctx, zmq.PULL, config.queue_size)
+    inp.connect(reader_address)
+    out = _socket(zctx, zmq.PUSH, config.queue_size)
+    for address in worker_addresses:
+        out.connect(address)
+    received = 0
+    while True:
+        report.wait(inp, zmq.POLLIN)
+        product = messages.product_from_frames(inp.recv_multipart())
+        received += 1
+        decoded = decode_product(product, config.views, config.skip_bad_images, md5_counts)
+        report.wait(out, zmq.POLLOUT)
+        out.send_multipart(messages.decoded_frames(decoded), copy=False)
+        report.progress(received=received, sent=received)
+
+
+def _model_worker(zctx, report, handles, device, config, ipc_dir, collector_address, commands_address):
+    runner = ModelRunner(handles, parse_device(device))
+    inp = _socket(zctx, zmq.PULL, config.queue_size)
+    address = bind(inp, config.transport, ipc_dir, f"decoded-{report.index}")
+    out = _socket(zctx, zmq.PUSH, config.queue_size)
+    out.connect(collector_address)
+    commands = _socket(zctx, zmq.SUB, 10)
+    commands.setsockopt(zmq.SUBSCRIBE, b"")
+    commands.connect(commands_address)
+    report.send("ready", address=address, models=runner.describe())
+    batcher, n_views = Batcher(config.batch_size), config.views.count
+    received = sent = 0
+
+    def run(batch):
+        nonlocal sent
+        for decoded, probs in runner.predict_products(batch, n_views):
+            report.wait(out, zmq.POLLOUT)
+            out.send_multipart(messages.result_frames(decoded, probs), copy=False)
+            sent += 1
+        report.progress(received=received, sent=sent)
+
+    poller = zmq.Poller()
+    poller.register(inp, zmq.POLLIN)
+    poller.register(commands, zmq.POLLIN)
+    while True:
+        events = dict(poller.poll(CHILD_POLL_MS))
+        if inp in events:
+            frames = inp.recv_multipart(copy=False)
+            received += 1
+            for batch in batcher.add(messages.decoded_from_frames([f.buffer for f in frames])):
+                run(batch)
+        if commands in events:
+            commands.recv()                  # "flush": the input has ended, run what is left
+            if len(batcher):
+                run(batcher.take())
+        if not events:
+            report.check_parent()
+
+
+# ----------------------------------------------------------------------------------------
+# Supervision (in the parent)
+# ----------------------------------------------------------------------------------------
+def _describe_exit(code):
+    if code < 0:
+        try:
+            return f"died with exit code {code} ({signal.Signals(-code).name})"
+        except ValueError:
+            return f"died with exit code {code}"
+    return f"exited with code {code}"
+
+
+class Supervisor:
+    """Starts the children and turns their deaths, errors and silences into `PipelineError`."""
+
+    def __init__(self, control, control_address, stall_timeout):
+        self.mp = multiprocessing.get_context("fork")
+        self.control, self.control_address = control, control_address
+        self.stall_timeout = stall_timeout
+        self.children = {}          # (role, index) -> Process
+        self.last_seen = {}         # (role, index) -> monotonic time of the last report
+        self.counters = {}          # (role, index) -> last progress counters
+        self.ready, self.end = {}, None
+
+    def start(self, role, index, target, *args):
+        proc = self.mp.Process(target=_child, args=(role, index, self.control_address, target, args),
+                               name=f"{role} {index}", daemon=True)
+        proc.start()
+        self.children[(role, index)] = proc
+        self.last_seen[(role, index)] = time.monotonic()
+        return proc
+
+    def name(self, key):
+        proc = self.children.get(key)
+        role, index = key
+        return f"{role} {index} (pid {proc.pid if proc else '?'})"
+
+    def handle(self, msg):
+        key = (msg["role"], msg["index"])
+        self.last_seen[key] = time.monotonic()
+        kind = msg["kind"]
+        if kind == "error":
+            raise PipelineError(f"{self.name(key)} failed: {msg['message']}\n{msg.get('traceback', '')}".rstrip())
+        if kind == "ready":
+            self.ready[key] = msg
+        elif kind == "progress":
+            self.counters[key] = {k: v for k, v in msg.items() if k not in ("kind", "role", "index", "pid")}
+        elif kind == "end":
+            self.end = msg
+
+    def drain(self, timeout_ms=0):
+        """Handle the control messages waiting (or arriving within `timeout_ms`)."""
+        while self.control.poll(timeout_ms, zmq.POLLIN):
+            self.handle(messages.control_from_frame(self.control.recv()))
+            timeout_ms = 0
+
+    def check_alive(self):
+        for key, proc in self.children.items():
+            if proc.exitcode is not None:
+                self.drain(500)                  # its last words, when it had time to send them
+                raise PipelineError(f"{self.name(key)} {_describe_exit(proc.exitcode)}")
+
+    def stall_report(self, idle):
+        """The error for a stalled run: every child's last report and state, stopped ones first."""
+        now, lines, stopped = time.monotonic(), [], []
+        for key, proc in self.children.items():
+            try:
+                status = psutil.Process(proc.pid).status()
+            except psutil.Error:
+                status = "gone"
+            if status == psutil.STATUS_STOPPED:
+                stopped.append(self.name(key))
+            counters = ", ".join(f"{k} {v}" for k, v in self.counters.get(key, {}).items())
+            lines.append(f"{self.name(key)}: state {status}, last report {now - self.last_seen[key]:.1f} s ago"
+                         + (f" ({counters})" if counters else ""))
+        head = f"{', '.join(stopped)} is stopped: " if stopped else ""
+        return PipelineError(f"{head}pipeline stalled: no product completed for {idle:.1f} s "
+                             f"(stall timeout {self.stall_timeout:g} s)\n  " + "\n  ".join(lines))
+
+    def wait_ready(self, keys):
+        """Wait for the `ready` message of each child in `keys` (models load meanwhile)."""
+        start = time.monotonic()
+        while not all(k in self.ready for k in keys):
+            self.drain(POLL_MS)
+            self.check_alive()
+            if time.monotonic() - start > self.stall_timeout:
+                raise self.stall_report(time.monotonic() - start)
+        return [self.ready[k] for k in keys]
+
+    def stop_all(self):
+        for proc in self.children.values():
+            if proc.exitcode is None:
+                proc.terminate()
+                try:
+                    os.kill(proc.pid, signal.SIGCONT)    # a stopped process only acts on SIGTERM once continued
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + 5
+        for proc in self.children.values():
+            proc.join(max(0.0, deadline - time.monotonic()))
+            if proc.exitcode is None:
+                proc.kill()
+                proc.join()
+
+
+# ----------------------------------------------------------------------------------------
+# Runs
+# ----------------------------------------------------------------------------------------
+def _progress_bar(config, total):
+    return tqdm(total=total, unit="product", desc="predict", disable=not config.progress, smoothing=0.05)
+
+
+def run_pipeline(source, handles, make_aggregator, config, md5_counts=None):
+    """Predict every product of `source` with every model of `handles` over ZeroMQ.
+
+    `make_aggregator(models)` builds the collector's `predict.aggregate.Aggregator` once
+    the model workers have described their models. Returns the aggregator's manifests."""
+    if config.decoders < 1:
+        raise ValueError("the ZeroMQ pipeline needs at least one decoder (run_in_process needs none)")
+    with tempfile.TemporaryDirectory(prefix="predict-zmq-") as ipc_dir:
+        zctx = zmq.Context()
+        results = _socket(zctx, zmq.PULL, config.queue_size)
+        control = _socket(zctx, zmq.PULL, 1000)
+        commands = _socket(zctx, zmq.PUB, 10)
+        sup = Supervisor(control, bind(control, config.transport, ipc_dir, "control"), config.stall_timeout)
+        aggregator = None
+        try:
+            results_address = bind(results, config.transport, ipc_dir, "results")
+            commands_address = bind(commands, config.transport, ipc_dir, "commands")
+            workers = [("model worker", i) for i in range(len(config.devices))]
+            for (role, i), device in zip(workers, config.devices):
+                sup.start(role, i, _model_worker, handles, device, config, ipc_dir, results_address, commands_address)
+            sup.start("reader", 0, _reader, source, config, ipc_dir)
+            *worker_ready, reader_ready = sup.wait_ready(workers + [("reader", 0)])
+            models = worker_ready[0]["models"]
+            aggregator = make_aggregator(models)
+            worker_addresses = [r["address"] for r in worker_ready]
+            for i in range(config.decoders):
+                sup.start("decoder", i, _decoder, reader_ready["address"], worker_addresses, config, md5_counts)
+            manifests = _collect(sup, results, commands, aggregator, config, reader_ready["total_products"])
+            aggregator = None
+            return manifests
+        finally:
+            sup.stop_all()
+            if aggregator is not None:
+                aggregator.discard()
+            for sock in (results, control, commands):
+                sock.close()
+            zctx.term()
+
+
+def _collect(sup, results, commands, aggregator, config, total_hint):
+    """Receive every product's result; once the reader has ended, tell the model workers to
+    run their last, incomplete batches whenever results stop coming for `flush_ms`."""
+    poller = zmq.Poller()
+    poller.register(results, zmq.POLLIN)
+    poller.register(sup.control, zmq.POLLIN)
+    received = 0
+    last_result = last_flush = time.monotonic()
+    with _progress_bar(config, total_hint) as bar:
+        while sup.end is None or received < sup.end["products"]:
+            events = dict(poller.poll(config.flush_ms if sup.end else POLL_MS))
+            now = time.monotonic()
+            if results in events:
+                for _ in range(DRAIN_MAX):
+                    if not results.poll(0, zmq.POLLIN):
+                        break
+                    frames = results.recv_multipart(copy=False)
+                    aggregator.add(*messages.result_from_frames([f.buffer for f in frames]))
+                    received += 1
+                    bar.update()
+                last_result = now
+            if sup.control in events:
+                sup.drain()
+            if sup.end and min(now - last_result, now - last_flush) * 1000 >= config.flush_ms:
+                commands.send(b"flush")
+                last_flush = now
+            sup.check_alive()
+            if now - last_result > config.stall_timeout:
+                raise sup.stall_report(now - last_result)
+    return aggregator.finish(sup.end["products"])
+
+
+def run_in_process(source, handles, make_aggregator, config, md5_counts=None):
+    """The same work as `run_pipeline` in one process, without ZeroMQ."""
+    runner = ModelRunner(handles, parse_device(config.devices[0]))
+    aggregator = make_aggregator(runner.describe())
+    try:
+        batcher, n = Batcher(config.batch_size), 0
+        with _progress_bar(config, source.total_products) as bar:
+            for product in source:
+                decoded = decode_product(product, config.views, config.skip_bad_images, md5_counts)
+                for batch in batcher.add(decoded):
+                    for result in runner.predict_products(batch, config.views.count):
+                        aggregator.add(*result)
+                        bar.update()
+                n += 1
+            for result in runner.predict_products(batcher.take(), config.views.count):
+                aggregator.add(*result)
+                bar.update()
+        manifests = aggregator.finish(n)
+    except BaseException:
+        aggregator.discard()
+        raise
+    return manifests

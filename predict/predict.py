@@ -1,0 +1,90 @@
+"""Predict a BSON or .rec file with trained models: one prediction folder per model.
+
+    python predict/predict.py --input work/rec/A_val.rec --models work/runs/dpn_tiny work/runs/resnext_tiny \\
+        --categories category_names.csv --out work/preds/A_val --decoders 2 --batch-size 64 --tta flip \\
+        --md5-dict work/rec/A_train.md5.npz --md5-mode none,unique --combiners all
+
+Writes ``<out>/<model name>/`` (see predict.outputs): per-product float16 probabilities of
+every variant (combiner x MD5 mode), top classes, product ids, labels, product hashes and
+a manifest with the accuracies when the input is labelled. ``--decoders 0`` runs
+everything in this process, without ZeroMQ.
+"""
+import os
+import sys
+
+if __name__ == "__main__" and sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+    # Run as `python predict/predict.py`: Python put predict/ first on sys.path, where this
+    # file would shadow the `predict` package. Drop it so `import predict.x` finds the package.
+    del sys.path[0]
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+
+from data.categories import CategoryMap  # noqa: E402
+from predict.combine import COMBINERS, parse_combiners  # noqa: E402
+from predict.decode import TTA_CHOICES, Views  # noqa: E402
+from predict.inference import CheckpointModel  # noqa: E402
+from predict.md5_modes import MD5_MODES, parse_md5_modes  # noqa: E402
+from predict.pipeline import TRANSPORTS, PipelineConfig  # noqa: E402
+from predict.run import predict_input  # noqa: E402
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--input", required=True, help="a .bson (test.bson, or a train BSON) or a .rec of data.bson2rec")
+    p.add_argument("--models", nargs="+", required=True, help="training runs (runs/<run>) or epoch-NNNN.params files")
+    p.add_argument("--epoch", type=int, help="checkpoint epoch of every run (default: the run's latest)")
+    p.add_argument("--names", nargs="+", help="output folder name per model (default: the run folder's name)")
+    p.add_argument("--categories", help="category_names.csv (labels of a train BSON, MD5 modes)")
+    p.add_argument("--out", required=True, help="output folder; each model writes <out>/<name>/")
+    p.add_argument("--decoders", type=int, default=2, help="decoder processes (0: everything in-process)")
+    p.add_argument("--batch-size", type=int, default=64, help="network inputs (images x views) per batch")
+    p.add_argument("--devices", default="cpu", help="one model worker per device: cpu, gpu:0,gpu:1, ...")
+    p.add_argument("--tta", default="flip", choices=TTA_CHOICES, help="test-time views (default flip)")
+    p.add_argument("--crop-size", type=int, default=160, help="size of the 5 crops of --tta crops")
+    p.add_argument("--image-size", type=int, default=180, help="images are resized to this (Kaggle: 180)")
+    p.add_argument("--md5-dict", help="MD5 dictionary of the training images (data.md5_dict)")
+    p.add_argument("--md5-mode", default="none",
+                   help=f"image MD5 mode(s), comma-separated, each stored: {', '.join(MD5_MODES)}")
+    p.add_argument("--combiners", default="mean",
+                   help=f"per-product combiner(s), comma-separated, or 'all': {', '.join(COMBINERS)}")
+    p.add_argument("--top-k", type=int, default=5, help="top classes stored per product and variant")
+    p.add_argument("--skip-bad", action="store_true", help="skip corrupt BSON documents (reported)")
+    p.add_argument("--skip-bad-images", action="store_true",
+                   help="leave undecodable images out of their product (reported) instead of stopping")
+    p.add_argument("--transport", choices=TRANSPORTS, default="ipc", help="ZeroMQ transport (default ipc)")
+    p.add_argument("--queue-size", type=int, default=32, help="ZeroMQ high-water mark (messages) per socket")
+    p.add_argument("--stall-timeout", type=float, default=300,
+                   help="fail when no product completes for this many seconds")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.names and len(args.names) != len(args.models):
+        raise SystemExit(f"--names gives {len(args.names)} names for {len(args.models)} models")
+    names = args.names or [None] * len(args.models)
+    handles = [CheckpointModel(path, args.epoch, name) for path, name in zip(args.models, names)]
+    config = PipelineConfig(decoders=args.decoders, batch_size=args.batch_size,
+                            views=Views.parse(args.tta, args.crop_size, args.image_size),
+                            devices=tuple(d for d in args.devices.split(",") if d), transport=args.transport,
+                            queue_size=args.queue_size, stall_timeout=args.stall_timeout,
+                            skip_bad_images=args.skip_bad_images, progress=not args.no_progress)
+    categories = CategoryMap.from_csv(args.categories) if args.categories else None
+    combiners = parse_combiners(",".join(COMBINERS) if args.combiners == "all" else args.combiners)
+    manifests = predict_input(args.input, handles, args.out, config, categories, combiners,
+                              parse_md5_modes(args.md5_mode), args.md5_dict, args.top_k, args.skip_bad)
+    for m in manifests:
+        summary = {k: m.get(k) for k in ("name", "products", "images", "products_per_second", "image_accuracy",
+                                          "product_accuracy")}
+        print(json.dumps(summary, indent=2))
+    for problem in manifests[0]["problems"] if manifests else ():
+        print(f"skipped image: {problem}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+"""The ZeroMQ prediction pipeline with real processes, sockets, MXNet and BSON/RecordIO files."""
+import multiprocessing
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from conftest import jpeg_bytes, write_bson
+from data.bson_index import BsonIndex
+from data.categories import CategoryMap
+from predict.decode import Views
+from predict.inference import CheckpointModel
+from predict.outputs import Predictions
+from predict.pipeline import PipelineConfig, PipelineError
+from predict.run import predict_input
+from predict_world import SlowCheckpointModel, read_docs, synthetic_world
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return synthetic_world(str(tmp_path_factory.getbasetemp() / "predict-world"))
+
+
+def config(**kwargs):
+    kwargs.setdefault("views", Views(flip=True))
+    return PipelineConfig(batch_size=kwargs.pop("batch_size", 16), progress=False, stall_timeout=60, **kwargs)
+
+
+def write_val_rec(bson_path, categories, rec_path):
+    """The validation .rec of data.bson2rec's contract: one record per image, file order."""
+    writer = mx.recordio.MXIndexedRecordIO(rec_path[:-4] + ".idx", rec_path, "w")
+    key = 0
+    for doc in read_docs(bson_path):
+        for number, img in enumerate(doc["imgs"]):
+            header = mx.recordio.IRHeader(0, float(categories.class_of(doc["category_id"])), doc["_id"], number)
+            writer.write_idx(key, mx.recordio.pack(header, img["picture"]))
+            key += 1
+    writer.close()
+    return rec_path
+
+
+def assert_same_predictions(a, b, variants):
+    assert a.manifest["products"] == b.manifest["products"]
+    for name in ("ids", "labels", "n_images", "product_hash"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    for v in variants:
+        # float16 storage: one unit in the last place of values up to 1
+        np.testing.assert_allclose(np.asarray(a.probs(v), np.float32), np.asarray(b.probs(v), np.float32),
+                                   atol=1e-3, err_msg=v)
+
+
+def test_zmq_pipeline_gives_the_in_process_loop_probabilities(world, tmp_path):
+    categories = CategoryMap.from_csv(world.categories)
+    handles = [CheckpointModel(r) for r in world.runs]
+    kwargs = dict(categories=categories, combiners=("mean", "geometric", "max"), md5_modes=("none", "unique"),
+                  md5_dict_path=world.md5_dict)
+    plain = predict_input(world.val_bson, handles, str(tmp_path / "plain"), config(decoders=0), **kwargs)
+    zmq_bson = predict_input(world.val_bson, handles, str(tmp_path / "zmq"), config(decoders=2, batch_size=7),
+                             **kwargs)
+    rec = write_val_rec(world.val_bson, categories, str(tmp_path / "A_val.rec"))
+    zmq_rec = predict_input(rec, handles, str(tmp_path / "rec"), config(decoders=1, transport="tcp"), **kwargs)
+
+    index = BsonIndex.load_or_build(world.val_bson)
+    variants = plain[0]["variants"]
+    assert variants == ["mean.none", "geometric.none", "max.none", "mean.unique", "geometric.unique", "max.unique"]
+    for name in ("dpn_tiny", "resnext_tiny"):
+        reference = Predictions(str(tmp_path / "plain" / name))
+        # every product exactly once, in input order, with its label
+        np.testing.assert_array_equal(reference.ids, index.product_ids)
+        np.testing.assert_array_equal(reference.labels, categories.classes_of(index.category_ids))
+        np.testing.assert_array_equal(reference.n_images, index.n_images)
+        probs = np.asarray(reference.probs("mean.none"), np.float32)
+        np.testing.assert_allclose(probs.sum(axis=1), 1, atol=5e-3)
+        np.testing.assert_array_equal(np.asarray(reference.top("mean.none"))[:, 0], probs.argmax(axis=1))
+        for folder in ("zmq", "rec"):
+            assert_same_predictions(reference, Predictions(str(tmp_path / folder / name)), variants)
+    for manifests in (plain, zmq_bson, zmq_rec):
+        assert [m["name"] for m in manifests] == ["dpn_tiny", "resnext_tiny"]
+        assert 0 <= manifests[0]["image_accuracy"] <= 1
+        assert manifests[0]["image_accuracy"] == pytest.approx(plain[0]["image_accuracy"])
+        assert manifests[0]["product_accuracy"] == pytest.approx(plain[0]["product_accuracy"])
+
+
+def kill_when_running(role, sig, out_folder, delay=0.7):
+    """Background thread: once the run's output folder exists (workers ready, decoders
+    starting), send `sig` to the child named `role 0`; returns a dict with the kill time."""
+    done = {}
+
+    def run():
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            children = {p.name: p for p in multiprocessing.active_children()}
+            if role + " 0" in children and any(n.startswith("decoder") for n in children) and \
+                    any(".tmp-" in n for n in os.listdir(out_folder)):
+                time.sleep(delay)
+                os.kill(children[role + " 0"].pid, sig)
+                done["pid"], done["time"] = children[role + " 0"].pid, time.time()
+                return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, done
+
+
+@pytest.mark.parametrize("role", ["decoder", "model worker"])
+def test_killing_a_process_mid_run_fails_fast_and_names_it(world, tmp_path, role):
+    out = tmp_path / "out"
+    out.mkdir()
+    handles = [SlowCheckpointModel(world.runs[0], delay=0.3)]
+    thread, killed = kill_when_running(role, signal.SIGKILL, str(out))
+    with pytest.raises(PipelineError) as err:
+        predict_input(world.val_bson, handles, str(out), config(decoders=2, batch_size=4),
+                      categories=CategoryMap.from_csv(world.categories))
+    failed_after = time.time() - killed["time"]
+    thread.join()
+    assert re.search(rf"{role} 0 \(pid {killed['pid']}\) died with exit code -9 \(SIGKILL\)", str(err.value))
+    assert failed_after < 5
+    assert not multiprocessing.active_children()
+    assert os.listdir(out) == []          # nothing half-written left behind
+
+
+def test_a_stopped_process_is_reported_as_a_stall(world, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    handles = [SlowCheckpointModel(world.runs[0], delay=0.3)]
+    thread, stopped = kill_when_running("decoder", signal.SIGSTOP, str(out), delay=0.3)
+    cfg = config(decoders=1, batch_size=4, queue_size=2)
+    cfg.stall_timeout = 2.0
+    with pytest.raises(PipelineError) as err:
+        predict_input(world.val_bson, handles, str(out), cfg, categories=CategoryMap.from_csv(world.categories))
+    thread.join()
+    assert f"decoder 0 (pid {stopped['pid']}) is stopped: pipeline stalled" in str(err.value)
+    # what was queued behind the decoder drains (a few slow batches), then the stall timeout
+    assert time.time() - stopped["time"] < 2.0 + 5
+    assert not multiprocessing.active_children()
+
+
+def corrupt_products():
+    """Three test products: good, one corrupt image of two, every image corrupt."""
+    return [{"_id": 10, "imgs": [{"picture": jpeg_bytes(1)}]},
+            {"_id": 12, "imgs": [{"picture": jpeg_bytes(2)}, {"picture": b"\xff\xd8 not a jpeg"}]},
+            {"_id": 15, "imgs": [{"picture": b"garbage"}]}]
+
+
+def test_an_undecodable_image_stops_the_run_naming_file_offset_product_and_image(world, tmp_path):
+    path = write_bson(str(tmp_path / "test.bson"), corrupt_products())
+    offset = int(BsonIndex.load_or_build(path).records["offset"][1])
+    with pytest.raises(PipelineError) as err:
+        predict_input(path, [CheckpointModel(world.runs[1])], str(tmp_path / "out"), config(decoders=1))
+    assert f"{path}: offset {offset}, product 12: image 1 (13 bytes) is not a decodable JPEG" in str(err.value)
+    assert re.search(r"decoder 0 \(pid \d+\) failed", str(err.value))
+
+
+@pytest.mark.parametrize("decoders", [0, 2])
+def test_skip_bad_images_still_gives_every_product_one_row(world, tmp_path, decoders):
+    path = write_bson(str(tmp_path / "test.bson"), corrupt_products())
+    cfg = config(decoders=decoders, skip_bad_images=True)
+    manifest, = predict_input(path, [CheckpointModel(world.runs[1])], str(tmp_path / "out"), cfg)
+    assert len(manifest["problems"]) == 2 and "product 12: image 1" in manifest["problems"][0]
+    preds = Predictions(str(tmp_path / "out" / "resnext_tiny"))
+    np.testing.assert_array_equal(preds.ids, [10, 12, 15])
+    np.testing.assert_array_equal(preds.labels, [-1, -1, -1])
+    probs = np.asarray(preds.probs("mean.none"), np.float32)
+    np.testing.assert_allclose(probs[2], np.full(6, 1 / 6), atol=1e-3)       # nothing decodable: uniform
+    assert probs[1].max() > 1 / 6 + 0.01                                      # its good image decides
+
+
+def test_predict_cli_runs_as_a_script_and_as_a_module(world, tmp_path):
+    base = [sys.executable]
+    args = ["--input", world.test_bson, "--models", *world.runs, "--categories", world.categories,
+            "--batch-size", "16", "--no-progress", "--md5-dict", world.md5_dict, "--md5-mode", "none,l1",
+            "--combiners", "all"]
+    subprocess.run(base + [os.path.join(ROOT, "predict", "predict.py"), *args, "--out", str(tmp_path / "a"),
+                           "--decoders", "1"], check=True, cwd=ROOT, capture_output=True, timeout=120)
+    subprocess.run(base + ["-m", "predict.predict", *args, "--out", str(tmp_path / "b"), "--decoders", "0"],
+                   check=True, cwd=str(tmp_path), capture_output=True, timeout=120)
+    n_test = len(BsonIndex.load_or_build(world.test_bson))
+    for name in ("dpn_tiny", "resnext_tiny"):
+        a, b = Predictions(str(tmp_path / "a" / name)), Predictions(str(tmp_path / "b" / name))
+        assert len(a) == n_test and len(a.variants) == 14
+        assert a.manifest["model"]["epoch"] == 1 and a.manifest["tta"] == "flip"
+        assert_same_predictions(a, b, a.variants)
+
+
+def test_a_model_that_cannot_load_stops_the_run_naming_its_worker(world, tmp_path):
+    empty_run = tmp_path / "runs" / "empty"
+    empty_run.mkdir(parents=True)
+    with pytest.raises(PipelineError, match=r"model worker 0 \(pid \d+\) failed: CheckpointError: run folder "
+                                            r".*empty holds no complete checkpoint"):
+        predict_input(world.val_bson, [CheckpointModel(str(empty_run))], str(tmp_path / "out"), config(decoders=1),
+                      categories=CategoryMap.from_csv(world.categories))
+    assert not multiprocessing.active_children()
+
+
+def test_an_empty_input_gives_empty_arrays(world, tmp_path):
+    path = write_bson(str(tmp_path / "empty.bson"), [])
+    manifest, = predict_input(path, [CheckpointModel(world.runs[0])], str(tmp_path / "out"), config(decoders=1))
+    preds = Predictions(str(tmp_path / "out" / "dpn_tiny"))
+    assert manifest["products"] == 0 and len(preds) == 0 and preds.probs("mean.none").shape == (0, 6)

@@ -1,0 +1,217 @@
+"""Pure parts of the predictor: combiners, MD5 modes, output files, wire format, views, batches."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import jpeg_bytes
+from data.md5_dict import image_md5, product_hash
+from predict import messages
+from predict.combine import COMBINERS, combine_images, combine_models, parse_combiners
+from predict.decode import DecodedProduct, Views, decode_product
+from predict.inference import Batcher
+from predict.md5_modes import apply_md5_mode, apply_product_hash, image_vector, parse_md5_modes
+from predict.outputs import Predictions, PredictionWriter, RowArrayWriter, npy_header, top_classes
+from predict.sources import Product
+
+TWO = np.array([[0.5, 0.3, 0.2],
+                [0.1, 0.6, 0.3]], np.float32)
+
+
+def normalised(v):
+    v = np.asarray(v, np.float64)
+    return v / v.sum()
+
+
+@pytest.mark.parametrize("combiner, expected", [
+    ("mean", [0.3, 0.45, 0.25]),
+    ("geometric", normalised([np.sqrt(0.05), np.sqrt(0.18), np.sqrt(0.06)])),
+    ("rms", normalised([np.sqrt(0.13), np.sqrt(0.225), np.sqrt(0.065)])),
+    ("power0.1", normalised([((0.5 ** 0.1 + 0.1 ** 0.1) / 2) ** 10, ((0.3 ** 0.1 + 0.6 ** 0.1) / 2) ** 10,
+                             ((0.2 ** 0.1 + 0.3 ** 0.1) / 2) ** 10])),
+    ("median", [0.3, 0.45, 0.25]),                  # two images: the median is the mean
+    ("max", normalised([0.5, 0.6, 0.3])),
+    ("first", [0.5, 0.3, 0.2]),
+])
+def test_combiners_match_hand_computed_values(combiner, expected):
+    out = combine_images(TWO, combiner)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, expected, rtol=1e-5)
+
+
+def test_median_of_three_images_and_single_image_identity():
+    three = np.vstack([TWO, [[0.2, 0.2, 0.6]]])
+    np.testing.assert_allclose(combine_images(three, "median"), [0.25, 0.375, 0.375], rtol=1e-6)
+    for c in COMBINERS:
+        np.testing.assert_allclose(combine_images(TWO[:1], c), TWO[0], rtol=1e-5)
+
+
+def test_geometric_mean_lets_a_one_hot_image_veto_without_zeroing_the_row():
+    out = combine_images([[1.0, 0.0, 0.0], [0.2, 0.7, 0.1]], "geometric")
+    assert out.argmax() == 0 and np.isclose(out.sum(), 1) and np.all(np.isfinite(out))
+
+
+def test_combiner_parsing_and_errors():
+    assert parse_combiners("mean, geometric,mean") == ("mean", "geometric")
+    with pytest.raises(ValueError, match="unknown combiner"):
+        parse_combiners("mean,avg")
+    with pytest.raises(ValueError, match="unknown combiner"):
+        combine_images(TWO, "avg")
+
+
+def test_model_ensembles_arithmetic_geometric_and_weights():
+    a = np.array([[0.6, 0.4], [0.5, 0.5]], np.float32)
+    b = np.array([[0.2, 0.8], [0.9, 0.1]], np.float32)
+    np.testing.assert_allclose(combine_models([a, b]), [[0.4, 0.6], [0.7, 0.3]], rtol=1e-6)
+    np.testing.assert_allclose(combine_models([a, b], [3, 1]), [[0.5, 0.5], [0.6, 0.4]], rtol=1e-6)
+    geo = normalised([np.sqrt(0.6 * 0.2), np.sqrt(0.4 * 0.8)])
+    np.testing.assert_allclose(combine_models([a, b], method="geometric")[0], geo, rtol=1e-5)
+    with pytest.raises(ValueError, match="weights"):
+        combine_models([a, b], [1])
+
+
+def test_md5_modes_on_hand_made_counts():
+    p = np.array([0.1, 0.2, 0.3, 0.4], np.float32)
+    single = (np.array([2]), np.array([5]))
+    mixed = (np.array([0, 1, 3]), np.array([3, 4, 4]))      # classes 1 and 3 tie with 4 images each
+    np.testing.assert_array_equal(image_vector(p, single, "unique"), [0, 0, 1, 0])
+    assert image_vector(p, mixed, "unique") is p                 # several categories: unchanged
+    np.testing.assert_array_equal(image_vector(p, mixed, "majority"), [0, 0, 0, 1])   # tie: model prefers 3
+    np.testing.assert_allclose(image_vector(p, mixed, "l1"), [3 / 11, 4 / 11, 0, 4 / 11])
+    np.testing.assert_allclose(image_vector(p, mixed, "l2"), [3 / np.sqrt(41), 4 / np.sqrt(41), 0, 4 / np.sqrt(41)])
+    for mode in ("none", "unique", "majority", "l1", "l2"):
+        assert image_vector(p, None, mode) is p                  # MD5 not in the dictionary
+    probs = np.stack([p, p[::-1]])
+    out = apply_md5_mode(probs, [single, None], "unique")
+    np.testing.assert_array_equal(out, [[0, 0, 1, 0], p[::-1]])
+    assert apply_md5_mode(probs, [None, None], "unique") is probs
+    assert parse_md5_modes("none,unique") == ("none", "unique")
+    with pytest.raises(ValueError, match="unknown MD5 mode"):
+        parse_md5_modes("softmax")
+
+
+def test_product_hash_overrides_exactly_the_matched_products():
+    predicted = np.array([4, 2, 2, 0, 1])
+    hash_class = np.array([-1, 2, 3, -1, 0])
+    fixed, changed = apply_product_hash(predicted, hash_class)
+    np.testing.assert_array_equal(fixed, [4, 2, 3, 0, 0])
+    np.testing.assert_array_equal(changed, [False, False, True, False, True])
+
+
+def test_npy_header_with_reserved_length_loads(tmp_path):
+    header = npy_header(np.float16, (1 << 62, 7))
+    assert len(header) % 64 == 0
+    small = npy_header(np.float16, (3, 7), length=len(header))
+    assert len(small) == len(header)
+    path = tmp_path / "x.npy"
+    path.write_bytes(small + np.arange(21, dtype=np.float16).tobytes())
+    np.testing.assert_array_equal(np.load(path), np.arange(21, dtype=np.float16).reshape(3, 7))
+
+
+def test_row_writer_takes_rows_in_any_order_with_a_small_buffer(tmp_path):
+    path = str(tmp_path / "rows.npy")
+    writer = RowArrayWriter(path, (3,), np.float16, buffer_bytes=12)      # flushes every 2 rows
+    order = [5, 0, 3, 1, 4, 2, 6]
+    for row in order:
+        writer.write(row, [row, row + 0.5, -row])
+    writer.close(7)
+    out = np.load(path, mmap_mode="r")
+    assert out.shape == (7, 3) and out.dtype == np.float16
+    np.testing.assert_array_equal(out[:, 0], np.arange(7))
+    np.testing.assert_array_equal(out[:, 2], -np.arange(7))
+    with pytest.raises(ValueError, match="shape"):
+        RowArrayWriter(str(tmp_path / "y.npy"), (3,), np.float16).write(0, [1, 2])
+
+
+def test_prediction_folder_round_trip_and_atomic_publication(tmp_path):
+    folder = str(tmp_path / "model")
+    hashes = [bytes([k]) * 16 for k in range(3)]
+    for attempt in range(2):          # the second run replaces the first folder whole
+        writer = PredictionWriter(folder, 4, ["mean.none", "max.none"], top_k=2)
+        assert not os.path.exists(os.path.join(folder, "manifest.json")) or attempt == 1
+        for row in (2, 0, 1):
+            v = np.array([0.1, 0.2, 0.3, 0.4]) if row != 1 else np.array([0.7, 0.1, 0.1, 0.1])
+            writer.write(row, 100 + row + attempt, row, 1 + row, hashes[row], {"mean.none": v, "max.none": v[::-1]})
+        writer.close(3, {"name": "model", "attempt": attempt})
+    preds = Predictions(folder)
+    assert preds.manifest["attempt"] == 1 and preds.variants == ("mean.none", "max.none") and len(preds) == 3
+    np.testing.assert_array_equal(preds.ids, [101, 102, 103])
+    np.testing.assert_array_equal(preds.labels, [0, 1, 2])
+    np.testing.assert_array_equal(preds.n_images, [1, 2, 3])
+    assert bytes(preds.product_hash[2]) == hashes[2]
+    np.testing.assert_array_equal(preds.top("mean.none"), [[3, 2], [0, 1], [3, 2]])
+    np.testing.assert_array_equal(preds.top("max.none")[0], [0, 1])
+    assert preds.probs("mean.none").dtype == np.float16
+    assert sorted(os.listdir(tmp_path)) == ["model"]            # no temporary folders left
+    with pytest.raises(KeyError, match="geometric.none"):
+        preds.probs("geometric.none")
+
+
+def test_unfinished_folder_is_refused(tmp_path):
+    writer = PredictionWriter(str(tmp_path / "m"), 3, ["mean.none"])
+    writer.write(0, 1, -1, 1, b"\0" * 16, {"mean.none": np.ones(3) / 3})
+    with pytest.raises(FileNotFoundError, match="manifest"):
+        Predictions(str(tmp_path / "m"))
+    writer.discard()
+    assert os.listdir(tmp_path) == []
+
+
+def test_top_classes_breaks_ties_by_class():
+    np.testing.assert_array_equal(top_classes(np.array([0.2, 0.4, 0.2, 0.2]), 3), [1, 0, 2])
+
+
+def test_views_flip_and_crops():
+    rgb = np.arange(180 * 180 * 3, dtype=np.uint32).reshape(180, 180, 3).astype(np.uint8)
+    views = Views.parse("flip").of(rgb)
+    assert views.shape == (2, 180, 180, 3)
+    np.testing.assert_array_equal(views[1], rgb[:, ::-1])
+    both = Views.parse("flip,crops", crop_size=90)
+    assert both.count == 12 and both.of(rgb).shape == (12, 180, 180, 3)
+    np.testing.assert_array_equal(both.of(rgb)[7], both.of(rgb)[1][:, ::-1])   # mirrored top-left crop
+    assert Views.parse("none").count == 1
+    with pytest.raises(ValueError, match="unknown test-time view"):
+        Views.parse("rotate")
+
+
+def test_decode_product_md5s_hash_and_counts():
+    jpegs = [jpeg_bytes(3), jpeg_bytes(4)]
+    product = Product(7, 1234, 2, jpegs, "x.bson", offset=99)
+    decoded = decode_product(product, Views(flip=True), md5_counts=lambda md5s: [None, (np.array([1]), np.array([2]))])
+    assert decoded.pixels.shape == (4, 180, 180, 3) and decoded.good == [True, True]
+    assert decoded.md5s == [image_md5(j) for j in jpegs] and decoded.product_hash == product_hash(decoded.md5s)
+    assert decoded.counts[0] is None and decoded.counts[1][0].tolist() == [1]
+
+
+def test_wire_format_round_trips_without_pickle():
+    product = Product(3, 42, 5, [b"abc", b"defg"], "t.rec", record=17)
+    back = messages.product_from_frames(messages.product_frames(product))
+    assert back == product
+    decoded = DecodedProduct(3, 42, 5, 2, [True, False], np.arange(2 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 4, 4, 3),
+                             [b"a" * 16, b"b" * 16], b"h" * 16, [(np.array([1, 2]), np.array([3, 4])), None],
+                             ["image 1 bad"])
+    frames = messages.decoded_frames(decoded)
+    assert json.loads(frames[0])["pixels"] == [2, 4, 4, 3]
+    again = messages.decoded_from_frames([memoryview(bytes(f)) for f in frames])
+    np.testing.assert_array_equal(again.pixels, decoded.pixels)
+    assert again.md5s == decoded.md5s and again.product_hash == decoded.product_hash and again.good == [True, False]
+    assert again.counts[0][1].tolist() == [3, 4] and again.counts[1] is None
+    probs = np.random.RandomState(0).rand(2, 1, 5).astype(np.float32)
+    meta, got = messages.result_from_frames(messages.result_frames(decoded, probs))
+    np.testing.assert_array_equal(got, probs)
+    assert meta.pixels is None and meta.problems == ["image 1 bad"]
+    bad = messages.result_frames(decoded, probs)
+    with pytest.raises(messages.MessageError, match="shape"):
+        messages.result_from_frames([bad[0], bad[1], bytes(bad[2])[:-4]])
+
+
+def test_batcher_never_splits_a_product():
+    def product(n):
+        return DecodedProduct(0, 0, -1, n, [True] * n, np.zeros((n, 1, 1, 3), np.uint8), [], b"")
+
+    batcher = Batcher(4)
+    sizes = []
+    for n in (1, 2, 2, 6, 1, 3):
+        sizes += [[len(d.pixels) for d in b] for b in batcher.add(product(n))]
+    sizes.append([len(d.pixels) for d in batcher.take()])
+    assert sizes == [[1, 2], [2], [6], [1, 3], []]
