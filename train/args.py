@@ -1,0 +1,162 @@
+"""Command-line arguments of ``train/train.py``, in groups shared by every recipe.
+
+Names follow MXNet's ``example/image-classification/common`` (``--gpus``, ``--kv-store``,
+``--lr-step-epochs``, ...). Defaults are the reference recipe (REFERENCE.md): NAdam,
+lr 1e-4, x0.2 at the given epochs, batch 512, label smoothing 0.1, random mirror only,
+raw 0-255 pixels, kvstore ``device``.
+"""
+import argparse
+import re
+
+from train.devices import KVSTORES
+from train.optim import OPTIMIZERS
+
+
+def _int_list(text):
+    try:
+        return [int(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected integers separated by commas, got %r" % text) from None
+
+
+def _image_shape(text):
+    shape = tuple(_int_list(text))
+    if len(shape) != 3 or shape[0] != 3 or min(shape) <= 0:
+        raise argparse.ArgumentTypeError("--image-shape is 3,HEIGHT,WIDTH, got %r" % text)
+    return shape
+
+
+def add_data_args(parser):
+    group = parser.add_argument_group("data")
+    group.add_argument("--data-train", required=True, help="indexed training .rec (its .idx beside it)")
+    group.add_argument("--data-val", default="", help="indexed validation .rec in BSON file order; empty: no validation")
+    group.add_argument("--num-classes", type=int, default=5270, help="classifier outputs; must cover the data's class ids")
+    group.add_argument("--image-shape", type=_image_shape, default=None,
+                       help="3,H,W fed to the network (default: the model's input size, 3,180,180)")
+    group.add_argument("--data-nthreads", type=int, default=4,
+                       help="JPEG decoding threads (MXNet caps them at max(cores/2-1, 1))")
+    group.add_argument("--epoch-size", type=int, default=0,
+                       help="images per epoch (all workers together); 0: one full pass. Shorter epochs checkpoint "
+                            "and validate more often; each epoch draws from a fresh shuffle")
+    return group
+
+
+def add_augmentation_args(parser):
+    group = parser.add_argument_group("augmentation (the reference: random mirror only)")
+    group.add_argument("--random-mirror", type=int, choices=(0, 1), default=1)
+    group.add_argument("--random-crop", type=int, choices=(0, 1), default=0,
+                       help="random crop of the input size (a no-op on 180x180 images without scaling)")
+    group.add_argument("--min-random-scale", type=float, default=1.0)
+    group.add_argument("--max-random-scale", type=float, default=1.0, help="random scale before the crop")
+    group.add_argument("--max-random-h", type=int, default=0, help="HSL hue jitter (the reference's ablation: 20)")
+    group.add_argument("--max-random-s", type=int, default=0, help="HSL saturation jitter")
+    group.add_argument("--max-random-l", type=int, default=0, help="HSL lightness jitter")
+    group.add_argument("--resize", type=int, default=-1, help="resize the shorter edge first; -1: off")
+    return group
+
+
+def add_network_args(parser):
+    group = parser.add_argument_group("network")
+    group.add_argument("--network", required=True, help="registry name (models.list_models()), e.g. dpn92")
+    group.add_argument("--pretrained", default=None, help="local ImageNet weights (.params or symbolic checkpoint)")
+    group.add_argument("--dropout", type=float, default=0.0, help="dropout before the classifier")
+    group.add_argument("--normalization", choices=("raw", "imagenet"), default="raw",
+                       help="input normalisation: raw 0-255 pixels (the reference) or the ImageNet weights' own")
+    group.add_argument("--dtype", choices=("float32", "float16"), default="float32",
+                       help="float16: GPU only, float32 master weights in the optimizer (multi_precision)")
+    return group
+
+
+def add_optimizer_args(parser):
+    group = parser.add_argument_group("optimizer")
+    group.add_argument("--optimizer", choices=OPTIMIZERS, default="nadam")
+    group.add_argument("--lr", type=float, default=1e-4, help="base learning rate")
+    group.add_argument("--mom", type=float, default=0.9, help="momentum of sgd and nag")
+    group.add_argument("--wd", type=float, default=4e-5, help="weight decay (weights and BN gammas), every optimizer")
+    group.add_argument("--wd-sgd-only", action="store_true",
+                       help="reproduce the reference: --wd reaches sgd/nag only, adam/nadam run without weight decay")
+    group.add_argument("--label-smoothing", type=float, default=0.1,
+                       help="probability mass spread over the other classes (MXNet's smooth_alpha)")
+    group.add_argument("--batch-size", type=int, default=512, help="images per batch over all devices of a worker")
+    group.add_argument("--grad-accum", type=int, default=1,
+                       help="batches accumulated per optimizer step (effective batch = batch size x this x workers)")
+    return group
+
+
+def add_schedule_args(parser):
+    group = parser.add_argument_group("schedule")
+    group.add_argument("--num-epochs", type=int, default=15)
+    group.add_argument("--lr-step-epochs", type=_int_list, default=[10, 13, 15],
+                       help="epochs at which the learning rate is multiplied by --lr-factor")
+    group.add_argument("--lr-factor", type=float, default=0.2)
+    group.add_argument("--warmup-epochs", type=float, default=0.0, help="linear warm-up length (may be fractional)")
+    group.add_argument("--warmup-begin-lr", type=float, default=0.0)
+    group.add_argument("--freeze-epochs", type=int, default=0,
+                       help="for the first N epochs train only the parameters matched by --freeze-keep")
+    group.add_argument("--freeze-keep", default=r"^output\.",
+                       help="regex over structural parameter names (as in the .params file) that stay trainable "
+                            "while frozen; default: the classifier only. E.g. '^(features\\.7|output)\\.' adds "
+                            "the last ResNeXt stage")
+    return group
+
+
+def add_device_args(parser):
+    group = parser.add_argument_group("devices")
+    group.add_argument("--gpus", default="", help="GPUs to use, e.g. 0,1,2,3; empty: CPU")
+    group.add_argument("--cpu-devices", type=int, default=1,
+                       help="CPU contexts to split each batch over when --gpus is empty (tests the multi-device path)")
+    group.add_argument("--kv-store", choices=KVSTORES, default="device",
+                       help="gradient reduction: device/local/nccl on one machine, dist_sync/dist_device_sync "
+                            "across machines (start with python -m train.launch)")
+    return group
+
+
+def add_checkpoint_args(parser):
+    group = parser.add_argument_group("checkpoints")
+    group.add_argument("--model-dir", default=None, help="run folder (default work/runs/<network>)")
+    group.add_argument("--resume", action="store_true",
+                       help="continue from the run folder's last complete epoch when there is one (later than "
+                            "--load-epoch, if given); otherwise start as the other options say. Recipes always pass "
+                            "it, so that they can simply be re-run after an interruption")
+    start = group.add_mutually_exclusive_group()
+    start.add_argument("--load-epoch", type=int, default=None,
+                       help="continue from this epoch of the run folder (e.g. a new phase with other settings)")
+    start.add_argument("--from-run", default=None,
+                       help="initialise from another run: its folder (latest epoch) or an epoch-NNNN.params; "
+                            "fresh optimizer, epoch 0")
+    return group
+
+
+def add_logging_args(parser):
+    group = parser.add_argument_group("logging")
+    group.add_argument("--disp-batches", type=int, default=20, help="log speed and metrics every N batches")
+    group.add_argument("--top-k", type=int, default=5)
+    group.add_argument("--seed", type=int, default=0, help="data order, augmentation and initialisation seed")
+    group.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    return group
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description="Fine-tune a network on Cdiscount RecordIO data (MXNet Gluon).",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for add in (add_data_args, add_augmentation_args, add_network_args, add_optimizer_args, add_schedule_args,
+                add_device_args, add_checkpoint_args, add_logging_args):
+        add(parser)
+    return parser
+
+
+def parse_args(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for name in ("batch_size", "grad_accum", "num_epochs", "disp_batches", "top_k"):
+        if getattr(args, name) < 1:
+            parser.error("--%s must be at least 1" % name.replace("_", "-"))
+    if not 0.0 <= args.label_smoothing < 1.0:
+        parser.error("--label-smoothing must be in [0, 1)")
+    try:
+        re.compile(args.freeze_keep)
+    except re.error as err:
+        parser.error("--freeze-keep is not a regular expression: %s" % err)
+    if args.model_dir is None:
+        args.model_dir = "work/runs/%s" % args.network
+    return args
