@@ -18,6 +18,16 @@ Baselines: a plain sequential read of the file (16 MB reads), and an im2rec-styl
 `MXIndexedRecordIO`), one process, timed on a prefix of the file because it is slow.
 Peak memory: the conversion runs as a command; the sum of the proportional set size (PSS)
 of its processes and the largest single RSS are sampled every 20 ms.
+
+CPU time (user + system, all processes) per GB of input is the figure to compare on a shared
+machine: unlike wall time, it does not depend on what else runs. Before each timed conversion
+a scratch file of twice the input's size is written and deleted (`--no-recycle` skips it):
+in this VM, memory that the guest has returned to the host costs 1-2.5 s of system time per GB
+when touched again, more than the whole conversion, and the output (page cache) needs that
+much fresh memory; recycling gives it recently freed pages, as a machine with no balloon
+would. With `--baseline REV` the warm conversions are also timed with the converter of git
+revision REV (its `data/` package, extracted with `git archive`), in a subprocess, for a
+before/after comparison of CPU time per GB.
 """
 import argparse
 import json
@@ -27,6 +37,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -130,17 +141,68 @@ def cpu_seconds():
                                                  resource.getrusage(resource.RUSAGE_CHILDREN)))
 
 
-def timed_convert(path, categories, out_rec, **options):
-    """(wall seconds, CPU seconds of all processes) of one conversion."""
+def recycle_memory(folder, size):
+    """Write and delete a scratch file of `size` bytes, so that the next run's page cache gets
+    recently freed memory (see the module docstring)."""
+    chunk = bytearray(32 << 20)
+    path = os.path.join(folder, ".recycle.tmp")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for offset in range(0, size, len(chunk)):
+            os.pwrite(fd, chunk, offset)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+
+
+def remove_outputs(out_rec):
     for p in output_paths(out_rec):
         if os.path.exists(p):
             os.unlink(p)
+
+
+def timed_convert(path, categories, out_rec, **options):
+    """(wall seconds, CPU seconds of all processes) of one conversion."""
+    remove_outputs(out_rec)
     start, cpu_start = time.perf_counter(), cpu_seconds()
     convert(path, out_rec, ConvertOptions(categories=categories, **options), progress=False)
     seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu_start
-    for p in output_paths(out_rec):
-        os.unlink(p)
+    remove_outputs(out_rec)
     return seconds, cpu
+
+
+# Runs one conversion with the `data` package found in argv[1]; prints wall and CPU seconds
+# (all processes) of the `convert` call alone, like `timed_convert`.
+_CONVERT_SCRIPT = """
+import json, resource, sys, time
+sys.path.insert(0, sys.argv[1])
+from data.bson2rec import ConvertOptions, convert
+def cpu():
+    return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                 resource.getrusage(resource.RUSAGE_CHILDREN)))
+job = json.loads(sys.argv[2])
+start, cpu_start = time.perf_counter(), cpu()
+convert(job["bson"], job["rec"], ConvertOptions(**job["options"]), progress=False)
+print(json.dumps([time.perf_counter() - start, cpu() - cpu_start]))
+"""
+
+
+def checkout_data_package(revision, folder):
+    """Extract the `data/` package of git `revision` into `folder` (read-only git commands)."""
+    root = os.path.dirname(HERE)
+    archive = subprocess.run(["git", "-C", root, "archive", revision, "data"], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
+    return folder
+
+
+def timed_convert_with(code_root, path, categories, out_rec, **options):
+    """`timed_convert` with the converter of another checkout, in a subprocess."""
+    remove_outputs(out_rec)
+    job = {"bson": path, "rec": out_rec, "options": dict(options, categories=categories)}
+    result = subprocess.run([sys.executable, "-c", _CONVERT_SCRIPT, code_root, json.dumps(job)],
+                            check=True, capture_output=True, text=True, cwd=code_root)
+    remove_outputs(out_rec)
+    return tuple(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
 def peak_memory(command):
@@ -182,6 +244,10 @@ def main(argv=None):
                         help="a data.synth folder (default: generated with bench/make_big_bson.py --gb 1)")
     parser.add_argument("--im2rec-mb", type=float, default=40, help="BSON megabytes the im2rec-style baseline covers")
     parser.add_argument("--repeat", type=int, default=2, help="runs per measurement (the best is kept)")
+    parser.add_argument("--no-recycle", dest="recycle", action="store_false",
+                        help="do not recycle memory before each timed conversion (see the docstring)")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also time the warm conversions with the converter of this git revision")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "bson2rec.md"))
     args = parser.parse_args(argv)
 
@@ -196,6 +262,15 @@ def main(argv=None):
     rec = os.path.join(work, "bench.rec")
     best = lambda f: min(f() for _ in range(args.repeat))   # noqa: E731
 
+    def best_of_each(f):
+        """(least wall seconds, least CPU seconds) over the repeats."""
+        runs = [f() for _ in range(args.repeat)]
+        return min(r[0] for r in runs), min(r[1] for r in runs)
+
+    def recycle():
+        if args.recycle:
+            recycle_memory(work, 2 * size)
+
     rows = []
     for cache in ("warm", "cold"):
         prepare = warm_cache if cache == "warm" else drop_cache
@@ -209,11 +284,26 @@ def main(argv=None):
         for workers in (1, 2):
             for shuffle in (True, False):
                 def run():
+                    recycle()
                     prepare(train)
                     return timed_convert(train, categories, rec, workers=workers, shuffle=shuffle)
-                results[workers, shuffle] = best(run)
+                results[workers, shuffle] = best_of_each(run)
         rows.append((cache, read_s, results))
         print(cache, read_s, results, flush=True)
+
+    baseline = {}
+    if args.baseline:
+        with tempfile.TemporaryDirectory(prefix="bson2rec-baseline-") as code_root:
+            checkout_data_package(args.baseline, code_root)
+            for workers in (1, 2):
+                for shuffle in (True, False):
+                    def run_baseline():
+                        recycle()
+                        warm_cache(train)
+                        return timed_convert_with(code_root, train, categories, rec, workers=workers,
+                                                  shuffle=shuffle)
+                    baseline[workers, shuffle] = best_of_each(run_baseline)
+                    print("baseline", workers, shuffle, baseline[workers, shuffle], flush=True)
 
     warm_cache(train)
     im2rec_s, im2rec_bytes = im2rec_style(train, rec, args.im2rec_mb * 1e6)
@@ -253,32 +343,59 @@ def main(argv=None):
         lines.append(f"| {cache} | {read_rate:,.0f} MB/s (1.00×) | " + " | ".join(cells) + " |")
     warm = rows[0][2]
     im2rec_rate = mb(im2rec_bytes) / im2rec_s
+    order = ((1, True), (2, True), (1, False), (2, False))
+    per_gb = lambda seconds: seconds / (size / 1e9)   # noqa: E731
     lines += [
         "",
         f"Scaling 1 → 2 processes (warm, shuffled): {warm[1, True][0] / warm[2, True][0]:.2f}×; "
-        f"(cold, shuffled): {rows[1][2][1, True][0] / rows[1][2][2, True][0]:.2f}×.",
+        f"(cold, shuffled): {rows[1][2][1, True][0] / rows[1][2][2, True][0]:.2f}×. A plain sequential "
+        f"read takes {per_gb(rows[0][1]):.2f} s of wall time per GB (warm).",
         "",
-        "CPU time of all processes per GB of input (user + system; unlike wall time, it does not depend on "
-        "what else runs): " + "; ".join(
-            f"{'shuffled' if shuffle else 'file order'}, {workers} process{'es' if workers > 1 else ''}: "
-            f"{warm[workers, shuffle][1] / (size / 1e9):.1f} s" for workers, shuffle in sorted(warm, key=lambda k: (not k[1], k[0])))
-        + f" (warm). A plain sequential read takes {rows[0][1] / (size / 1e9):.2f} s of wall time per GB.",
+        "## CPU time per GB of input (user + system of all processes, least of the runs)",
+        "",
+        "Unlike wall time, CPU time hardly depends on what else runs on the machine: compare these.",
+        "",
+        "| converter | input cache | 1 process, shuffled | 2 processes, shuffled | 1 process, file order "
+        "| 2 processes, file order |",
+        "|---|---|---|---|---|---|",
+    ]
+    if baseline:
+        lines.append(f"| before (`{args.baseline}`) | warm | "
+                     + " | ".join(f"{per_gb(baseline[k][1]):.2f} s" for k in order) + " |")
+    for cache, _, results in rows:
+        lines.append(f"| {'after (this version)' if baseline else 'this version'} | {cache} | "
+                     + " | ".join(f"{per_gb(results[k][1]):.2f} s" for k in order) + " |")
+    if baseline:
+        lines.append("| before / after | warm | " + " | ".join(f"{baseline[k][1] / warm[k][1]:.2f}×" for k in order)
+                     + " |")
+    lines += [
+        "",
+        ("Memory was recycled before each timed conversion (a scratch file of twice the input written "
+         "and deleted, see the script's docstring): in this VM, pages the guest has handed back to the "
+         "host cost 1-2.5 s of system time per GB when touched again, which would otherwise add that much "
+         "per GB of output to any converter." if args.recycle else
+         "No memory recycling (`--no-recycle`): in this VM, fresh page cache for the output can add 1-2.5 s "
+         "of system time per GB."),
         "",
         f"im2rec-style baseline (decode + re-encode at quality 95 + MXNet writer, 1 process, first "
         f"{mb(im2rec_bytes):,.0f} MB, warm): {im2rec_rate:,.1f} MB/s. bson2rec is "
         f"{mb(size) / warm[1, True][0] / im2rec_rate:,.0f}× faster with 1 process and "
         f"{mb(size) / warm[2, True][0] / im2rec_rate:,.0f}× with 2, and keeps the original JPEG bytes.",
         "",
-        "Reading: a warm sequential read is a memory copy out of the page cache; the conversion does",
-        "Python work for every image (decode the product's BSON, look for the RecordIO magic word,",
-        "write a 32-byte header and the JPEG bytes to a part file) and the parent appends each part",
-        "to the output in the kernel, so with the file cached it runs at a fraction of the read. The",
-        "cold rows are the case of the real 58 GB train.bson, which no page cache holds: reads come",
-        "from the disk, shuffled ones as random reads kept in flight by `posix_fadvise(WILLNEED)`.",
-        "(Dropping the file from this VM's page cache does not empty the host's disk cache, so the",
-        "cold reads here are faster than a physical disk would give.)",
-        "Other jobs shared the two cores during this run (load average above), which lowers the",
-        "2-process figures most.",
+        "Reading: a warm sequential read is one memory copy out of the page cache. The conversion",
+        "reads 8 MB of documents at a time (one `pread` per run of consecutive products: a batch in",
+        "file order, a product when shuffled), locates the pictures of Kaggle-layout documents with",
+        "numpy instead of decoding them, assembles the records in memory (numpy headers, one copy of",
+        "each JPEG, one scan for the RecordIO magic word) and writes each part with one `pwrite` to",
+        "its place in the output. Per GB that is a read copy, an assembly copy, a scan and a write",
+        "copy into fresh page cache, plus a few Python operations per image: several times the work",
+        "of the plain read. The cold rows are the case of the real 58 GB train.bson, which no page",
+        "cache holds: reads come from the disk, the next batch announced with",
+        "`posix_fadvise(WILLNEED)` (unless sampled reads find it cached) so that shuffled reads stay",
+        "many in flight. (Dropping the file from this VM's page cache does not empty the host's disk",
+        "cache, so the cold reads here are faster than a physical disk would give.) Other jobs",
+        "shared the two cores during this run (load average above), which lowers the 2-process",
+        "wall-time figures most.",
         "",
         "## Peak memory of `python -m data.bson2rec --workers 2` (parent + 2 workers)",
         "",
@@ -299,6 +416,10 @@ def main(argv=None):
         "runs": [{"cache": c, "read_s": r, "convert_wall_cpu_s": {f"{w}p_{'shuffled' if s else 'ordered'}": t
                                                                   for (w, s), t in res.items()}}
                  for c, r, res in rows],
+        "baseline": {"revision": args.baseline,
+                     "warm_convert_wall_cpu_s": {f"{w}p_{'shuffled' if s else 'ordered'}": t
+                                                 for (w, s), t in baseline.items()}} if baseline else None,
+        "recycle": args.recycle,
         "im2rec": {"seconds": im2rec_s, "bytes": im2rec_bytes},
         "memory": {os.path.basename(k): {"bytes": os.path.getsize(k), "products": v[0], "pss": v[1],
                                          "parent_rss": v[2], "worker_uss": v[3]} for k, v in memory.items()},

@@ -25,19 +25,31 @@ within chunks) thus still see mixed categories; with the `.idx`, ImageRecordIter
 globally anyway. Validation and test sides keep file order for streaming evaluation.
 
 How it runs: the record order is cut into parts of about `--part-mb` MB of BSON input. Worker
-processes (fork, `--workers`, default all cores) convert parts independently, reading each
-product by `os.pread` through the offset index (the next 64 products are announced to the
-kernel, so that shuffled reads of a file that is not in the page cache overlap) and
-writing `part-NNNNN.rec` plus its record offsets atomically in a hidden `.NAME.parts/`
-folder. Memory is bounded: a worker holds one product and a 1 MB write buffer; the parent
-holds per-product tables (the offset index and the plan: ~60 bytes a product, ~1 byte an
-image; with `--unique-md5` or `--single-label-md5` also the 16-byte MD5s of the images). The parent appends finished parts in order to one file
-(`os.copy_file_range`), deleting each part once appended, then writes the `.idx` and the report
-and renames the three into place. The parts depend only on the inputs and options, never on
-the number of workers, so the output is byte-identical for any `--workers`; a run killed at
-any point resumes from the parts and the merge progress already on disk and produces the same
-files. A finished output whose report matches the inputs and options is left alone
-(`--force` converts again).
+processes (fork, `--workers`, default all cores) convert parts independently, 8 MB of
+documents at a time: one `os.pread` per run of products that are consecutive in the file
+(a whole batch in file order, one product per read when shuffled; unless sampled reads
+find them cached, the next batch's documents are announced to the kernel first, so that
+their disk reads overlap with the conversion). The pictures of documents with Kaggle's layout are located in the read
+buffer without decoding (`bson_index.locate_pictures`, vectorised, as strict as pymongo);
+any other document is decoded with pymongo. Records are assembled in memory with numpy
+headers, the JPEG bytes copied once, and one scan for RecordIO's magic word
+(`ImageRecordWriter.write_many`). The records go with `os.pwrite` to their place in
+`merged.rec`, in a hidden `.NAME.parts/` folder, as soon as every earlier part's size is
+known (the workers share the sizes; the first part is half as large, so that two workers
+finish half a part apart and each learns its place while converting); until then they
+wait in memory, and if the part is finished first, they go to `part-NNNNN.rec`, which the
+parent copies into place (`os.copy_file_range`) and deletes. The part's record offsets
+and counts go to `part-NNNNN.npz`. Memory is bounded: a worker holds an 8 MB read buffer
+and the records not yet placed (a read batch's worth, or at most its part: about
+`--part-mb` MB); the parent holds per-product tables (the offset index and
+the plan: ~60 bytes a product, ~1 byte an image; with `--unique-md5` or
+`--single-label-md5` also the 16-byte MD5s of the images). The parent then writes the
+`.idx` and the report and renames the three into place. The parts depend only on the
+inputs and options, never on the number of workers, so the output is byte-identical for
+any `--workers`; a run killed at any point resumes from the parts on disk (a part with
+its `.npz` is done; any other is converted again and rewritten at the same place) and
+produces the same files. A finished output whose report matches the inputs and options
+is left alone (`--force` converts again).
 
 The report (`NAME.report.json`): `products` and `images` (selected, skipped as bad,
 filtered by reason, written), `records`, `rec_bytes`, `skipped` (bad products and images of
@@ -62,6 +74,7 @@ import glob
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
 import shutil
 import time
@@ -70,22 +83,21 @@ import numpy as np
 from tqdm import tqdm
 
 from data.atomic import atomic_open, atomic_path, write_json
-from data.bson_index import BsonIndex
+from data.bson_index import BsonIndex, locate_pictures
 from data.categories import CategoryMap, UnknownCategoryError
 from data.errors import DataInputError
 from data.md5_dict import ImageDigests, Md5Dictionary, first_image_rows, first_occurrences, image_rows
 from data.parallel import ordered_map
-from data.recordio import ImageRecordWriter, write_idx
+from data.recordio import ImageRecordWriter, MemoryFile, new_buffer, release_buffers, write_idx
 from data.split_train_bson import SIDES, Split, file_signature
 
 log = logging.getLogger(__name__)
 
-CONVERTER_VERSION = 1
+CONVERTER_VERSION = 2          # 2: parts placed in merged.rec by the workers
 DEFAULT_SEED = 0xC0FFEE
-DEFAULT_PART_MB = 64
+DEFAULT_PART_MB = 32
 TEST_LABEL = -1.0
-WRITE_BUFFER = 1 << 20
-PREFETCH = 64               # products announced to the kernel ahead of reading them
+READ_BATCH = 8 << 20               # bytes of BSON documents read and converted at a time
 COPY_CHUNK = 1 << 30
 
 
@@ -170,13 +182,18 @@ def image_filter(index, positions, labels, options, digests, filtered):
     return keep if not keep.all() else None
 
 
-def plan_parts(lengths, part_bytes):
-    """Cut a sequence of document lengths into consecutive (start, stop) parts of ~part_bytes."""
+def plan_parts(lengths, part_bytes, stagger=False):
+    """Cut a sequence of document lengths into consecutive (start, stop) parts of ~part_bytes.
+
+    With `stagger` (and at least two parts' worth), the first and last parts are half as large:
+    workers that start together then finish their parts about half a part apart, so that each
+    part's place in the output is known while it is being converted (see `_Placement`)."""
     ends = np.cumsum(lengths, dtype=np.int64)
     if not len(ends):
         return []
     n_parts = max(1, int(-(-ends[-1] // part_bytes)))
-    cuts = np.searchsorted(ends, np.arange(1, n_parts) * ends[-1] / n_parts, side="left") + 1
+    grid = np.arange(n_parts) + 0.5 if stagger and n_parts > 1 else np.arange(1, n_parts)
+    cuts = np.searchsorted(ends, grid * ends[-1] / n_parts, side="left") + 1
     cuts = np.unique(np.concatenate([[0], np.minimum(cuts, len(ends)), [len(ends)]]))
     return [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:])]
 
@@ -194,9 +211,21 @@ class Job:
     part_bytes: np.ndarray      # BSON bytes of each part
     verify_jpeg: bool
     skip_bad: bool
+    # Output bytes of each part, -1 until known: shared memory written by the workers, so that
+    # a worker knows where its part goes in `merged.rec` once every earlier part is converted.
+    sizes: object = None
 
     def part_path(self, part, suffix):
         return os.path.join(self.parts_dir, f"part-{part:05d}{suffix}")
+
+    @property
+    def merged_path(self):
+        return os.path.join(self.parts_dir, "merged.rec")
+
+    def part_offset(self, part):
+        """Where part `part` starts in `merged.rec`, or None while an earlier part's size is unknown."""
+        earlier = np.frombuffer(self.sizes, np.int64, count=part)
+        return int(earlier.sum()) if (earlier >= 0).all() else None
 
 
 def _jpeg_decodes(jpeg):
@@ -204,65 +233,208 @@ def _jpeg_decodes(jpeg):
     return cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR) is not None
 
 
-def _part_images(job, start, stop, skipped):
-    """Yield `(label, product_id, image_number, jpeg)` for the kept images of products[start:stop].
+def read_batches(lengths, batch_bytes=READ_BATCH):
+    """Cut consecutive documents of `lengths` bytes into (start, stop) batches of at most
+    `batch_bytes` (a larger document is a batch of its own)."""
+    ends = np.cumsum(lengths, dtype=np.int64)
+    batches, start = [], 0
+    while start < len(ends):
+        before = int(ends[start - 1]) if start else 0
+        stop = max(int(np.searchsorted(ends, before + batch_bytes, side="right")), start + 1)
+        batches.append((start, stop))
+        start = stop
+    return batches
 
-    A product that cannot be read or (with `verify_jpeg`) an image that does not decode
-    raises `DataInputError`, or with `skip_bad` is appended to `skipped` as ("product" or
-    "image", problem dict)."""
-    index = job.index
-    positions = job.products[start:stop]
-    # Announce reads ahead unless the part is one contiguous run (sequential: the kernel's
-    # readahead already covers it, and announcing cached pages costs a few microseconds each).
-    prefetch = len(positions) > 1 and not np.all(np.diff(positions) == 1)
-    first_keep = (job.keep_first[start:stop] - job.keep_first[start]).tolist()
-    keep = job.keep[job.keep_first[start]:job.keep_first[stop]].tolist() if job.keep is not None else None
-    for i, (pos, label, product_id, k0) in enumerate(zip(positions.tolist(), job.labels[start:stop].tolist(),
-                                                          index.product_ids[positions].tolist(), first_keep)):
-        if prefetch and i % PREFETCH == 0:
-            index.prefetch(positions[i + (PREFETCH if i else 0):i + 2 * PREFETCH])
+
+_read_buffers = [new_buffer(0)]
+
+
+def _read_buffer(size):
+    """A buffer of at least READ_BATCH and `size` bytes, reused by the parts a process converts."""
+    if len(_read_buffers[0]) < max(size, READ_BATCH):
+        _read_buffers[0] = new_buffer(max(size, READ_BATCH))
+    return _read_buffers[0]
+
+
+class _PartWriter:
+    """Converts the products of one part, a read batch at a time, into records written to `f`."""
+
+    def __init__(self, job, start, stop, f, after_batch=None):
+        self.job, self.index, self.after_batch = job, job.index, after_batch
+        self.positions = job.products[start:stop]
+        self.rows = self.index.records[self.positions]
+        self.labels = job.labels[start:stop]
+        self.keep = job.keep[job.keep_first[start]:job.keep_first[stop]] if job.keep is not None else None
+        self.keep_first = job.keep_first[start:stop + 1] - job.keep_first[start]
+        self.writer = ImageRecordWriter(f)
+        self.offsets, self.record_labels, self.skipped = [], [], []
+        self.products = 0           # products with at least one record written
+
+    def run(self):
+        lengths = self.rows["length"].astype(np.int64)
+        batches = read_batches(lengths)
+        buffer = _read_buffer(int(lengths.max()) if len(lengths) else 0)
+        for k, (a, b) in enumerate(batches):
+            # Unless they look cached, announce the documents of the next batch (and at first
+            # of this one) to the kernel before reading this one: their reads then overlap with
+            # converting this batch, and shuffled ones keep many disk reads in flight.
+            for c, d in batches[k if k == 0 else k + 1:k + 2]:
+                if not self.index.cached(self.positions[c:d]):
+                    self.index.prefetch(self.positions[c:d])
+            try:
+                starts = self.index.read_into(self.positions[a:b], buffer)
+            except DataInputError:      # the file is shorter than its index: locate it product by product
+                self._write_products_slowly(a, b, None, None)
+            else:
+                self._write_batch(a, b, buffer, starts)
+            if self.after_batch is not None:
+                self.after_batch()
+
+    def _write_batch(self, a, b, buffer, starts):
+        """Write products a..b-1 of the part, read into `buffer` at `starts`."""
+        rows = self.rows[a:b]
+        ok, first, picture_starts, picture_lengths = locate_pictures(
+            buffer, starts, rows["length"], rows["product_id"], rows["n_images"], rows["category_id"])
+        # Runs of products with the Kaggle layout go out as one batch of records; any other
+        # product (another layout, or corrupt) is decoded on its own.
+        bounds = [0, *(np.flatnonzero(ok[1:] != ok[:-1]) + 1).tolist(), len(ok)]
+        for i, j in zip(bounds[:-1], bounds[1:]):
+            if ok[i]:
+                self._write_located(a, i, j, buffer, first, picture_starts, picture_lengths)
+            else:
+                self._write_products_slowly(a + i, a + j, buffer, starts[i:j])
+
+    def _write_located(self, a, i, j, buffer, first, picture_starts, picture_lengths):
+        """Write products a+i..a+j-1 of the part, whose pictures `locate_pictures` found."""
+        n_images = np.diff(first[i:j + 1])
+        product = np.repeat(np.arange(i, j), n_images)                  # batch row of each image
+        rows = slice(first[i], first[j])
+        number = np.arange(first[i], first[j]) - first[product]
+        part_rows = self.keep_first[a + product] + number              # rows of self.keep
+        keep = self.keep[part_rows] if self.keep is not None else np.ones(len(product), bool)
+        starts, lengths = picture_starts[rows], picture_lengths[rows]
+        if self.job.verify_jpeg:
+            view = memoryview(buffer)
+            for k in np.flatnonzero(keep).tolist():
+                if not _jpeg_decodes(view[starts[k]:starts[k] + lengths[k]]):
+                    keep[k] = False
+                    self._bad_image(a + product[k], int(number[k]), int(lengths[k]))
+        if not keep.all():
+            product, number, starts, lengths = product[keep], number[keep], starts[keep], lengths[keep]
+        labels = self.labels[a + product]
+        self.offsets.append(self.writer.write_many(buffer, starts, lengths, labels,
+                                                   self.rows["product_id"][a + product], number))
+        self.record_labels.append(labels)
+        self.products += len(np.unique(product))
+
+    def _bad_image(self, i, number, length):
+        err = DataInputError(self.index.path, int(self.rows["offset"][i]), int(self.rows["product_id"][i]),
+                             f"imgs[{number}] is not a decodable JPEG ({length} bytes)")
+        if not self.job.skip_bad:
+            raise err
+        self.skipped.append(("image", err.as_dict()))
+
+    def _write_products_slowly(self, a, b, buffer, starts):
+        """Decode products a..b-1 of the part one by one (from `buffer` at `starts`, or read
+        again when None) and write their records one by one."""
+        for i in range(a, b):
+            pos, length = int(self.positions[i]), int(self.rows["length"][i])
+            raw = None if buffer is None else bytes(buffer[starts[i - a]:starts[i - a] + length])
+            try:
+                pictures = self.index.pictures(pos, raw)
+            except DataInputError as e:
+                if not self.job.skip_bad:
+                    raise
+                self.skipped.append(("product", e.as_dict()))
+                continue
+            label, product_id = float(self.labels[i]), int(self.rows["product_id"][i])
+            k0, written = int(self.keep_first[i]), []
+            for number, jpeg in enumerate(pictures):
+                if self.keep is not None and not self.keep[k0 + number]:
+                    continue
+                if self.job.verify_jpeg and not _jpeg_decodes(jpeg):
+                    self._bad_image(i, number, len(jpeg))
+                    continue
+                written.append(self.writer.write(label, product_id, number, jpeg))
+            if written:
+                self.offsets.append(np.array(written, np.uint64))
+                self.record_labels.append(np.full(len(written), label, np.float32))
+                self.products += 1
+
+
+class _Placement:
+    """Where a part's records go: `merged.rec` at the part's place as soon as every earlier part's
+    size is known (then each batch goes out as soon as it is converted), held in memory until then."""
+
+    def __init__(self, job, part, out):
+        self.job, self.part, self.out = job, part, out
+        self.offset, self.flushed, self.fd = None, 0, None
+
+    def flush(self):
+        """Write the records held in memory to their place, if it is known yet."""
+        if self.offset is None:
+            self.offset = self.job.part_offset(self.part)
+        if self.offset is not None and self.out.size:
+            if self.fd is None:
+                self.fd = os.open(self.job.merged_path, os.O_WRONLY)
+            _pwrite_all(self.fd, self.out.view(), self.offset + self.flushed)
+            self.flushed += self.out.size
+            self.out.size = 0
+
+    def finish(self):
+        """Write what is left, in `merged.rec` or, when an earlier part's size is still unknown,
+        in `part-NNNNN.rec` (the parent copies it into place)."""
         try:
-            pictures = index.pictures(pos)
-        except DataInputError as e:
-            if not job.skip_bad:
-                raise
-            skipped.append(("product", e.as_dict()))
-            continue
-        for number, jpeg in enumerate(pictures):
-            if keep is not None and not keep[k0 + number]:
-                continue
-            if job.verify_jpeg and not _jpeg_decodes(jpeg):
-                err = DataInputError(index.path, index.records.item(pos)[0], product_id,
-                                     f"imgs[{number}] is not a decodable JPEG ({len(jpeg)} bytes)")
-                if not job.skip_bad:
-                    raise err
-                skipped.append(("image", err.as_dict()))
-                continue
-            yield label, product_id, number, jpeg
+            self.flush()
+            if self.offset is None:
+                with atomic_path(self.job.part_path(self.part, ".rec")) as tmp:
+                    # O_WRONLY without O_TRUNC (the file is new and empty): truncating makes ext4
+                    # (auto_da_alloc) write it out on close, though it is soon copied and deleted.
+                    fd = os.open(tmp, os.O_WRONLY)
+                    try:
+                        _pwrite_all(fd, self.out.view(), 0)
+                    finally:
+                        os.close(fd)
+        finally:
+            if self.fd is not None:
+                os.close(self.fd)
 
 
 def convert_part(job, part):
-    """Worker: write part `part` as `part-NNNNN.rec` + `.npz` (record offsets, classes, skips)."""
+    """Worker: convert part `part`; its records go to their place in `merged.rec` as soon as
+    every earlier part's size is known, else to `part-NNNNN.rec` (see `_Placement`); then write
+    `part-NNNNN.npz` (record offsets, classes, skips)."""
     start, stop = job.parts[part]
-    offsets, labels, skipped, product_ids = [], [], [], set()
-    with atomic_path(job.part_path(part, ".rec")) as tmp:
-        with open(tmp, "wb", buffering=WRITE_BUFFER) as f:
-            writer = ImageRecordWriter(f)
-            for label, product_id, number, jpeg in _part_images(job, start, stop, skipped):
-                offsets.append(writer.write(label, product_id, number, jpeg))
-                labels.append(label)
-                product_ids.add(product_id)
-    classes, class_counts = np.unique(np.asarray(labels, np.float32), return_counts=True)
-    kinds = collections.Counter(kind for kind, _ in skipped)
-    meta = {"records": len(offsets), "products": len(product_ids), "rec_bytes": writer.offset,
-            "skipped": [problem for _, problem in skipped],
+    # Room for a read batch of records when the part's place is known (each batch then goes out
+    # at once), else for the whole part (it may all wait in memory); 16 bytes an image covers
+    # the difference between a record's header and padding and the image's BSON framing.
+    held = READ_BATCH if job.part_offset(part) is not None else int(job.part_bytes[part])
+    out = MemoryFile(held + 16 * int(job.keep_first[stop] - job.keep_first[start]), reuse=True)
+    placement = _Placement(job, part, out)
+    converter = _PartWriter(job, start, stop, out, after_batch=placement.flush)
+    converter.run()
+    job.sizes[part] = converter.writer.offset
+    placement.finish()
+    offsets = np.concatenate(converter.offsets) if converter.offsets else np.zeros(0, np.uint64)
+    labels = np.concatenate(converter.record_labels) if converter.record_labels else np.zeros(0, np.float32)
+    classes, class_counts = np.unique(labels, return_counts=True)
+    kinds = collections.Counter(kind for kind, _ in converter.skipped)
+    meta = {"records": len(offsets), "products": converter.products, "rec_bytes": converter.writer.offset,
+            "skipped": [problem for _, problem in converter.skipped],
             "products_skipped": kinds["product"], "images_skipped": kinds["image"]}
     with atomic_path(job.part_path(part, ".npz")) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, offsets=np.asarray(offsets, np.uint64), classes=classes.astype(np.int64),
+        with open(tmp, "r+b") as f:
+            np.savez(f, offsets=offsets, classes=classes.astype(np.int64),
                      class_counts=class_counts.astype(np.int64),
                      meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
     return part, meta
+
+
+def _pwrite_all(fd, data, offset):
+    with memoryview(data) as view:
+        done = 0
+        while done < len(view):
+            done += os.pwrite(fd, view[done:], offset + done)
 
 
 def _load_part(job, part):
@@ -274,35 +446,24 @@ def _load_part(job, part):
 # Resuming and merging (parent process)
 # --------------------------------------------------------------------------------------------
 def _prepare_parts_dir(job, job_key):
-    """Reuse the parts of an interrupted run of the same job; returns (done parts, merged count).
+    """Reuse the parts of an interrupted run of the same job; returns the set of done parts.
 
-    `merged.rec` holds parts 0..m-1 exactly when their `.npz` exists and their `.rec` is gone
-    (a part's `.rec` is deleted only once it has been appended)."""
+    A part is done when its `.npz` exists. Its records are then in `merged.rec` at their
+    final place, or, while its `.rec` exists, in that file (to be copied in). A killed worker
+    leaves no `.npz`: its part is converted again and rewritten at the same place (every
+    part's size, hence place, depends only on the job)."""
     key_path = os.path.join(job.parts_dir, "job.json")
     if not os.path.exists(key_path) or _read_text(key_path) != job_key:
         shutil.rmtree(job.parts_dir, ignore_errors=True)
         os.makedirs(job.parts_dir)
         with atomic_open(key_path, "w", encoding="utf-8") as f:
             f.write(job_key)
-        return set(), 0
+        return set()
     for stale in glob.glob(os.path.join(job.parts_dir, ".*.tmp")):
         os.unlink(stale)
     done = {p for p in range(len(job.parts)) if os.path.exists(job.part_path(p, ".npz"))}
-    merged, merged_bytes = 0, 0
-    while merged in done and not os.path.exists(job.part_path(merged, ".rec")):
-        merged_bytes += _load_part(job, merged)[0]["rec_bytes"]
-        merged += 1
-    merged_path = os.path.join(job.parts_dir, "merged.rec")
-    size = os.path.getsize(merged_path) if os.path.exists(merged_path) else 0
-    if size < merged_bytes:     # cannot happen after a kill; a crash may lose unsynced data
-        log.warning("%s: merged output shorter than its parts: converting again", job.parts_dir)
-        shutil.rmtree(job.parts_dir)
-        return _prepare_parts_dir(job, job_key)
-    with open(merged_path, "ab") as f:
-        f.truncate(merged_bytes)   # drop a partly appended part
-    done = {p for p in done if p < merged or os.path.exists(job.part_path(p, ".rec"))}
-    log.info("resuming: %d of %d parts done, %d merged", len(done), len(job.parts), merged)
-    return done, merged
+    log.info("resuming: %d of %d parts done", len(done), len(job.parts))
+    return done
 
 
 def _read_text(path):
@@ -310,47 +471,52 @@ def _read_text(path):
         return f.read()
 
 
-def _append_file(src_path, dst_fd):
-    """Append the file at `src_path` to the end of `dst_fd`, copying in the kernel when possible.
-
-    (`copy_file_range` refuses a destination opened with O_APPEND: `dst_fd` must not be.)"""
-    dst_end = os.lseek(dst_fd, 0, os.SEEK_END)
+def _copy_into(src_path, dst_fd, offset):
+    """Copy the file at `src_path` into `dst_fd` at `offset`, in the kernel when possible."""
     with open(src_path, "rb") as src:
         size = os.fstat(src.fileno()).st_size
         copied = 0
         try:
             while copied < size:
-                n = os.copy_file_range(src.fileno(), dst_fd, min(size - copied, COPY_CHUNK))
+                n = os.copy_file_range(src.fileno(), dst_fd, min(size - copied, COPY_CHUNK), copied, offset + copied)
                 if not n:
                     raise OSError("copy_file_range made no progress")
                 copied += n
         except OSError:   # e.g. not supported between these file systems: copy in user space
             src.seek(copied)
-            os.lseek(dst_fd, dst_end + copied, os.SEEK_SET)
             while chunk := src.read(16 << 20):
-                os.write(dst_fd, chunk)
+                _pwrite_all(dst_fd, chunk, offset + copied)
+                copied += len(chunk)
 
 
-def _run_parts(job, done, merged, workers, name, progress=True):
-    """Convert the missing parts and append every part from `merged` on to `merged.rec`."""
-    merged_path = os.path.join(job.parts_dir, "merged.rec")
+def _run_parts(job, done, workers, name, progress=True):
+    """Convert the missing parts, and copy the parts that a worker had to leave in their own
+    file into `merged.rec`."""
+    job.sizes = multiprocessing.RawArray("q", len(job.parts))     # shared with the forked workers
+    sizes = np.frombuffer(job.sizes, np.int64)
+    sizes[:] = -1
+    for part in done:
+        sizes[part] = _load_part(job, part)[0]["rec_bytes"]
     todo = [p for p in range(len(job.parts)) if p not in done]
-    out = os.open(merged_path, os.O_WRONLY | os.O_CREAT, 0o666)
+    out = os.open(job.merged_path, os.O_WRONLY | os.O_CREAT, 0o666)
     results = ordered_map(convert_part, job, todo, workers)
     try:
-        with tqdm(total=int(job.part_bytes.sum()), initial=int(job.part_bytes[:merged].sum()), unit="B",
-                  unit_scale=True, desc=name, disable=not progress) as bar:
-            for part in range(merged, len(job.parts)):
+        with tqdm(total=int(job.part_bytes.sum()), unit="B", unit_scale=True, desc=name,
+                  disable=not progress) as bar:
+            for part in range(len(job.parts)):
                 if part not in done:
                     finished, _ = next(results)
                     assert finished == part, (finished, part)
-                _append_file(job.part_path(part, ".rec"), out)
-                os.unlink(job.part_path(part, ".rec"))
+                if os.path.exists(job.part_path(part, ".rec")):
+                    _copy_into(job.part_path(part, ".rec"), out, job.part_offset(part))
+                    os.unlink(job.part_path(part, ".rec"))
                 bar.update(int(job.part_bytes[part]))
     finally:
         results.close()
         os.close(out)
-    return merged_path
+        release_buffers()
+        _read_buffers[0] = new_buffer(0)
+    return job.merged_path
 
 
 def _write_outputs(job, merged_path, paths, report):
@@ -363,7 +529,7 @@ def _write_outputs(job, merged_path, paths, report):
     with open(idx_tmp, "w", encoding="ascii") as f:
         for part in range(len(job.parts)):
             meta, offsets, classes, class_counts = _load_part(job, part)
-            write_idx(f, (offsets + np.uint64(base)).tolist(), first_key=records)
+            write_idx(f, offsets + np.uint64(base), first_key=records)
             records += meta["records"]
             base += meta["rec_bytes"]
             totals.update({k: meta[k] for k in ("products", "products_skipped", "images_skipped")})
@@ -451,7 +617,7 @@ def _make_job(index, positions, labels, keep, options, shuffle, parts_dir):
         keep = keep[image_rows(file_first, order)]
     products = positions[order]
     lengths = index.records["length"][products]
-    parts = plan_parts(lengths, int(options.part_mb * 1024 * 1024))
+    parts = plan_parts(lengths, int(options.part_mb * 1024 * 1024), stagger=True)
     part_bytes = np.add.reduceat(lengths.astype(np.int64), [a for a, _ in parts]) if parts else np.zeros(0, np.int64)
     return Job(index=index, parts_dir=parts_dir, products=products, labels=labels[order], keep=keep,
                keep_first=keep_first, parts=parts, part_bytes=part_bytes, verify_jpeg=options.verify_jpeg,
@@ -502,8 +668,8 @@ def convert(bson_path, rec_path, options=ConvertOptions(), progress=True):
              f"shuffled (seed {options.seed})" if shuffle else "file", len(job.parts), workers)
 
     job_key = json.dumps({"fingerprint": fingerprint, "parts": job.parts}, sort_keys=True)
-    done, merged = _prepare_parts_dir(job, job_key)
-    merged_path = _run_parts(job, done, merged, workers, name, progress)
+    done = _prepare_parts_dir(job, job_key)
+    merged_path = _run_parts(job, done, workers, name, progress)
     report = _write_outputs(job, merged_path, paths, report)
     shutil.rmtree(job.parts_dir)
     elapsed = time.time() - started

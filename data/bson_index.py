@@ -6,7 +6,9 @@ of each document (`_id`, the number of `imgs`, `category_id`) without decoding o
 the JPEG bytes. The result is a compact numpy table (about 30 bytes a product, so the
 7 M-product `train.bson` indexes into ~200 MB whatever its 58 GB) that is cached beside the
 file and gives random access (`os.pread`, safe across `fork`) and byte-balanced ranges for
-parallel readers.
+parallel readers. `locate_pictures` (many documents at once, numpy) and `BsonIndex.pictures`
+find the JPEG bytes inside Kaggle-layout documents by the same kind of structural walk,
+without decoding the documents; other layouts are decoded with pymongo.
 
 Bad input (a truncated last document, a length prefix that is negative, too small or runs
 past the end of the file, bytes that are not BSON, a product without `imgs`, a train
@@ -42,6 +44,7 @@ NO_CATEGORY = -1
 MIN_DOC_LEN = 5               # int32 length + terminating NUL: the empty document
 MAX_DOC_LEN = 16 * 1024 * 1024  # MongoDB's own document size limit
 CHUNK_BYTES = 64 * 1024 * 1024
+_NOWAIT = getattr(os, "RWF_NOWAIT", 0)   # preadv flag: read only what the page cache holds
 KINDS = ("auto", "train", "test")
 
 _INT32 = struct.Struct("<i")
@@ -127,6 +130,124 @@ def _parse_kaggle_layout(buf, start, end):
     if array_end + 17 == end and buf[array_end:array_end + 13] == b"\x10category_id\x00":
         return _INT32.unpack_from(buf, start + 9)[0], n, _INT32.unpack_from(buf, array_end + 13)[0]
     return None
+
+
+# Byte patterns of the Kaggle layout, read as little-endian integers (see `locate_pictures`).
+_ID_INT32 = np.uint64(int.from_bytes(b"\x10_id\x00", "little"))          # 5 bytes
+_IMGS_ARRAY = np.uint64(int.from_bytes(b"\x04imgs\x00", "little"))       # 6 bytes
+_CATEGORY_HEAD = np.uint64(int.from_bytes(b"\x10categor", "little"))    # 8 bytes of "\x10category_id\x00"
+_CATEGORY_TAIL = np.uint64(int.from_bytes(b"y_id\x00", "little"))       # and its last 5
+_PICTURE_HEAD = np.uint64(int.from_bytes(b"\x05picture", "little"))     # 8 bytes, then NUL
+_MASK5, _MASK6 = np.uint64((1 << 40) - 1), np.uint64((1 << 48) - 1)
+_CATEGORY_ELEMENT = b"\x10category_id\x00"
+_MAX_FAST_IMAGES = 10       # array keys "0".."9": one character each
+
+
+def _kaggle_picture_spans(buf, start, length):
+    """`(product_id, category_id, [(start, stop) of each picture's bytes])` of the document at
+    buf[start:start+length] when it has a Kaggle layout, else None (the caller then decodes it).
+
+    Kaggle layout: `_id` int32, then `imgs` (an array of `{picture: binary subtype 0}` under the
+    keys "0".."9"), with an int32 `category_id` after `imgs`, before it, or absent. Every
+    length, type byte, key and terminator is checked, so a document accepted here decodes
+    (pymongo) to exactly these pictures; anything else returns None."""
+    end = start + length - 1
+    if length < 44 or end >= len(buf) or buf[end] != 0 or _INT32.unpack_from(buf, start)[0] != length \
+            or buf[start + 4:start + 9] != b"\x10_id\x00":
+        return None
+    category_id = NO_CATEGORY
+    imgs = start + 13
+    if buf[imgs:imgs + 13] == _CATEGORY_ELEMENT:
+        category_id = _INT32.unpack_from(buf, imgs + 13)[0]
+        imgs += 17
+    if buf[imgs:imgs + 6] != b"\x04imgs\x00":
+        return None
+    array_end = imgs + 6 + _INT32.unpack_from(buf, imgs + 6)[0]     # one past the array's NUL
+    if not imgs + 11 <= array_end <= end or buf[array_end - 1] != 0:
+        return None
+    if array_end != end:
+        if category_id != NO_CATEGORY or array_end + 17 != end \
+                or buf[array_end:array_end + 13] != _CATEGORY_ELEMENT:
+            return None
+        category_id = _INT32.unpack_from(buf, array_end + 13)[0]
+    spans, pos = [], imgs + 10
+    while pos < array_end - 1:
+        number = len(spans)
+        if number >= _MAX_FAST_IMAGES or pos + 22 > array_end - 1 or buf[pos] != 0x03 \
+                or buf[pos + 1] != 0x30 + number or buf[pos + 2] != 0 \
+                or buf[pos + 7:pos + 16] != b"\x05picture\x00" or buf[pos + 20] != 0:
+            return None
+        doc_len, picture_len = _INT32.unpack_from(buf, pos + 3)[0], _INT32.unpack_from(buf, pos + 16)[0]
+        nxt = pos + 3 + doc_len
+        if picture_len < 0 or doc_len != picture_len + 19 or nxt > array_end - 1 or buf[nxt - 1] != 0:
+            return None
+        spans.append((pos + 21, pos + 21 + picture_len))
+        pos = nxt
+    if pos != array_end - 1 or not spans:
+        return None
+    return _INT32.unpack_from(buf, start + 9)[0], category_id, spans
+
+
+def locate_pictures(buf, starts, lengths, product_ids, n_images, category_ids):
+    """Where the pictures of many documents lie in one buffer, without decoding them (vectorised).
+
+    Document `i` is buf[starts[i]:starts[i]+lengths[i]] and should be the product of index row
+    (`product_ids[i]`, `n_images[i]`, `category_ids[i]`). Returns `(ok, first, picture_starts,
+    picture_lengths)`: `ok[i]` is True when document `i` has a Kaggle layout (see
+    `_kaggle_picture_spans`, same checks) and matches its index row; its image `j` is then
+    buf[picture_starts[r]:picture_starts[r] + picture_lengths[r]] with r = first[i] + j. A
+    document that is not ok may still be valid BSON of another layout, or corrupt: decode it
+    (`BsonIndex.pictures`) to know."""
+    starts = np.asarray(starts, np.int64)
+    lengths = np.asarray(lengths, np.int64)
+    n_images = np.asarray(n_images, np.int64)
+    first = np.zeros(len(starts) + 1, np.int64)
+    np.cumsum(n_images, out=first[1:])
+    picture_starts = np.zeros(first[-1], np.int64)
+    picture_lengths = np.zeros(first[-1], np.int64)
+    if len(buf) < 64 or not len(starts):
+        return np.zeros(len(starts), bool), first, picture_starts, picture_lengths
+    # Views reading a byte, an int32 or a uint64 at any byte position (stride 1, unaligned);
+    # positions are clipped into the buffer, so a corrupt length only yields a failed check.
+    u8 = np.frombuffer(buf, np.uint8)
+    i32 = np.ndarray((len(buf) - 3,), "<i4", buf, 0, (1,))
+    u64 = np.ndarray((len(buf) - 7,), "<u8", buf, 0, (1,))
+    last = len(buf) - 8
+
+    def at(view, pos):
+        return view[np.maximum(np.minimum(pos, last), 0)]     # (np.take would copy the whole view)
+
+    end = starts + lengths - 1
+    ok = (lengths >= 44) & (starts >= 0) & (end < len(buf)) & (n_images >= 1) & (n_images <= _MAX_FAST_IMAGES)
+    ok &= (at(i32, starts) == lengths) & (at(u8, end) == 0)
+    ok &= ((at(u64, starts + 4) & _MASK5) == _ID_INT32) & (at(i32, starts + 9) == product_ids)
+    category_first = (at(u64, starts + 13) == _CATEGORY_HEAD) & ((at(u64, starts + 21) & _MASK5) == _CATEGORY_TAIL)
+    imgs = np.where(category_first, starts + 30, starts + 13)
+    ok &= (at(u64, imgs) & _MASK6) == _IMGS_ARRAY
+    array_end = imgs + 6 + at(i32, imgs + 6)
+    ok &= (array_end >= imgs + 11) & (array_end <= end) & (at(u8, array_end - 1) == 0)
+    category_last = ~category_first & (array_end + 17 == end) & (at(u64, array_end) == _CATEGORY_HEAD) \
+        & ((at(u64, array_end + 8) & _MASK5) == _CATEGORY_TAIL)
+    ok &= (array_end == end) | category_last
+    category = np.where(category_first, at(i32, starts + 26),
+                        np.where(category_last, at(i32, array_end + 13), NO_CATEGORY))
+    ok &= category == category_ids
+    pos = imgs + 10
+    for number in range(min(int(n_images.max()), _MAX_FAST_IMAGES)):
+        sel = np.flatnonzero(n_images > number)
+        p = pos[sel]
+        doc_len, picture_len = at(i32, p + 3), at(i32, p + 16)
+        nxt = p + 3 + doc_len
+        ok[sel] &= (at(u8, p) == 0x03) & (at(u8, p + 1) == 0x30 + number) & (at(u8, p + 2) == 0) \
+            & (at(u64, p + 7) == _PICTURE_HEAD) & (at(u8, p + 15) == 0) & (at(u8, p + 20) == 0) \
+            & (picture_len >= 0) & (doc_len == picture_len + 19) & (nxt <= array_end[sel] - 1) \
+            & (at(u8, nxt - 1) == 0)
+        rows = first[sel] + number
+        picture_starts[rows] = p + 21
+        picture_lengths[rows] = picture_len
+        pos[sel] = nxt
+    ok &= pos == array_end - 1
+    return ok, first, picture_starts, picture_lengths
 
 
 def _parse_document(buf, start, length):
@@ -485,18 +606,70 @@ class BsonIndex:
             raise BsonFormatError(self.path, offset, product_id, "file is shorter than its index: was it modified?")
         return data
 
+    def _runs(self, positions):
+        """(offsets, lengths, bounds) of the documents at `positions`: runs[k] = positions
+        bounds[k]:bounds[k+1] lie one after another in the file (one read covers them)."""
+        rows = self.records[positions]
+        offsets, lengths = rows["offset"], rows["length"].astype(np.int64)
+        breaks = np.flatnonzero(offsets[1:] != offsets[:-1] + lengths[:-1]) + 1
+        return offsets, lengths, [0, *breaks.tolist(), len(rows)]
+
     def prefetch(self, positions):
         """Ask the kernel to start reading the products at `positions` (posix_fadvise WILLNEED).
 
         Random reads of a file that is not in the page cache wait for the disk one at a time;
         announcing the next few dozen products keeps many reads in flight (several times
-        faster on an SSD). No-op where posix_fadvise does not exist."""
-        if not hasattr(os, "posix_fadvise"):
+        faster on an SSD). Products that follow each other in the file are announced as one
+        range. No-op where posix_fadvise does not exist."""
+        if not hasattr(os, "posix_fadvise") or not len(positions):
             return
         fd = self._file()
-        rows = self.records[positions]
-        for offset, length in zip(rows["offset"].tolist(), rows["length"].tolist()):
-            os.posix_fadvise(fd, offset, length, os.POSIX_FADV_WILLNEED)
+        offsets, lengths, bounds = self._runs(positions)
+        ends = (offsets + lengths).tolist()
+        offsets = offsets.tolist()
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            os.posix_fadvise(fd, offsets[a], ends[b - 1] - offsets[a], os.POSIX_FADV_WILLNEED)
+
+    def cached(self, positions, sample=16):
+        """Whether the documents at `positions` look cached: True when the first byte of each
+        of up to `sample` of them, spread over `positions`, is in the page cache (a one-byte
+        `RWF_NOWAIT` read; on a miss the kernel starts reading that page, as `prefetch` would).
+        False where `RWF_NOWAIT` does not exist."""
+        if not _NOWAIT or not len(positions):
+            return False
+        fd, probe = self._file(), bytearray(1)
+        picks = np.unique(np.linspace(0, len(positions) - 1, min(sample, len(positions))).astype(np.int64))
+        for offset in self.records["offset"][np.asarray(positions)[picks]].tolist():
+            try:
+                if os.preadv(fd, [probe], offset, _NOWAIT) != 1:
+                    return False
+            except BlockingIOError:
+                return False
+        return True
+
+    def read_into(self, positions, buffer):
+        """Read the documents at `positions` one after another into `buffer` (writable, at least
+        their total length), with one `pread` per run of documents that follow each other in
+        the file; returns the int64 start of each document in `buffer`.
+
+        A file shorter than its index raises `BsonFormatError` (naming the run's first product)."""
+        offsets, lengths, bounds = self._runs(positions)
+        starts = np.zeros(len(lengths) + 1, np.int64)
+        np.cumsum(lengths, out=starts[1:])
+        if starts[-1] > len(buffer):
+            raise ValueError(f"buffer of {len(buffer)} bytes for {starts[-1]} bytes of documents")
+        fd, view = self._file(), memoryview(buffer)
+        begins, offsets = starts.tolist(), offsets.tolist()
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            begin, end, offset = begins[a], begins[b], offsets[a]
+            done = 0
+            while done < end - begin:
+                n = os.preadv(fd, [view[begin + done:end]], offset + done)
+                if not n:
+                    raise BsonFormatError(self.path, offset, int(self.records["product_id"][positions[a]]),
+                                          "file is shorter than its index: was it modified?")
+                done += n
+        return starts[:-1]
 
     def read(self, pos):
         """The decoded document (pymongo's `bson.decode`) at position `pos`."""
@@ -509,16 +682,26 @@ class BsonIndex:
     def pictures(self, pos, raw=None):
         """The JPEG bytes of each image of the product at `pos`, in `imgs` order.
 
-        `raw` is the document's bytes when already read (e.g. from `iter_raw`). A document
-        that no longer matches its index entry (the file changed) raises `BsonFormatError`."""
-        import bson
-        offset, length, product_id, n_images, _ = self.records.item(pos)   # one cheap row fetch
-        try:
-            doc = bson.decode(self._pread(offset, length, product_id) if raw is None else raw)
-            pictures = [img["picture"] for img in doc["imgs"]]
-        except (bson.errors.BSONError, KeyError, TypeError) as e:
-            raise BsonFormatError(self.path, offset, product_id, f"cannot decode the product: {e}") from None
-        if doc.get("_id") != product_id or len(pictures) != n_images:
+        `raw` is the document's bytes when already read (e.g. from `iter_raw`). A Kaggle-layout
+        document is sliced without decoding (`_kaggle_picture_spans`), any other decoded with
+        pymongo. A document that no longer matches its index entry (the file changed) raises
+        `BsonFormatError`."""
+        offset, length, product_id, n_images, category_id = self.records.item(pos)   # one cheap row fetch
+        if raw is None:
+            raw = self._pread(offset, length, product_id)
+        fast = _kaggle_picture_spans(raw, 0, length) if len(raw) == length else None
+        if fast is not None:
+            found_id, found_category, spans = fast
+            pictures = [bytes(raw[a:b]) for a, b in spans]
+        else:
+            import bson
+            try:
+                doc = bson.decode(raw)
+                pictures = [img["picture"] for img in doc["imgs"]]
+            except (bson.errors.BSONError, KeyError, TypeError) as e:
+                raise BsonFormatError(self.path, offset, product_id, f"cannot decode the product: {e}") from None
+            found_id, found_category = doc.get("_id"), doc.get("category_id", NO_CATEGORY)
+        if found_id != product_id or len(pictures) != n_images or found_category != category_id:
             raise BsonFormatError(self.path, offset, product_id,
                                   "document differs from its index entry: was the file modified?")
         return pictures
