@@ -250,6 +250,15 @@ def locate_pictures(buf, starts, lengths, product_ids, n_images, category_ids):
     return ok, first, picture_starts, picture_lengths
 
 
+def _integer(buf, etype, value, key, product_id):
+    """The int32 or int64 value of element `key`; any other BSON type is an error."""
+    if etype == 0x10:
+        return _INT32.unpack_from(buf, value)[0]
+    if etype == 0x12:
+        return _INT64.unpack_from(buf, value)[0]
+    raise _BadDocument(f"{key} has BSON type 0x{etype:02x}, not an integer", product_id)
+
+
 def _parse_document(buf, start, length):
     """(product_id, n_images, category_id) of the document at buf[start:start+length].
 
@@ -267,23 +276,13 @@ def _parse_document(buf, start, length):
         while pos < end:
             key, etype, value, pos = _element_end(buf, pos, end)
             if key == b"_id":
-                if etype == 0x10:
-                    product_id = _INT32.unpack_from(buf, value)[0]
-                elif etype == 0x12:
-                    product_id = _INT64.unpack_from(buf, value)[0]
-                else:
-                    raise _BadDocument(f"_id has BSON type 0x{etype:02x}, not an integer")
+                product_id = _integer(buf, etype, value, "_id", product_id)
             elif key == b"imgs":
                 if etype != 0x04:
                     raise _BadDocument("imgs is not an array", product_id)
                 n_images = _count_images(buf, value, pos)
             elif key == b"category_id":
-                if etype == 0x10:
-                    category_id = _INT32.unpack_from(buf, value)[0]
-                elif etype == 0x12:
-                    category_id = _INT64.unpack_from(buf, value)[0]
-                else:
-                    raise _BadDocument(f"category_id has BSON type 0x{etype:02x}, not an integer", product_id)
+                category_id = _integer(buf, etype, value, "category_id", product_id)
         if pos != end:
             raise _BadDocument("elements overrun the document", product_id)
     except _BadDocument as e:
