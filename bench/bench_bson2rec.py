@@ -205,6 +205,23 @@ def timed_convert_with(code_root, path, categories, out_rec, **options):
     return tuple(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
+def profile_convert(path, categories, out_rec, top=10, **options):
+    """(seconds, [(own seconds, calls, function)]) of one conversion run under cProfile in
+    this process: where the time of the per-image path goes, by function (C calls included)."""
+    import cProfile
+    import pstats
+    remove_outputs(out_rec)
+    profiler = cProfile.Profile()
+    start = time.perf_counter()
+    profiler.runcall(convert, path, out_rec, ConvertOptions(categories=categories, **options), progress=False)
+    seconds = time.perf_counter() - start
+    remove_outputs(out_rec)
+    stats = pstats.Stats(profiler).stats
+    rows = sorted(((tottime, calls, f"{os.path.basename(file)}:{name}" if file != "~" else name)
+                   for (file, _, name), (_, calls, tottime, _, _) in stats.items()), reverse=True)
+    return seconds, rows[:top]
+
+
 def peak_memory(command):
     """Peak bytes of `command` and its children: summed PSS, parent RSS, largest child USS.
 
@@ -305,6 +322,10 @@ def main(argv=None):
                     baseline[workers, shuffle] = best_of_each(run_baseline)
                     print("baseline", workers, shuffle, baseline[workers, shuffle], flush=True)
 
+    recycle()
+    warm_cache(train)
+    profile_s, profile_rows = profile_convert(train, categories, rec, workers=1, shuffle=True)
+
     warm_cache(train)
     im2rec_s, im2rec_bytes = im2rec_style(train, rec, args.im2rec_mb * 1e6)
 
@@ -386,16 +407,27 @@ def main(argv=None):
         "reads 8 MB of documents at a time (one `pread` per run of consecutive products: a batch in",
         "file order, a product when shuffled), locates the pictures of Kaggle-layout documents with",
         "numpy instead of decoding them, assembles the records in memory (numpy headers, one copy of",
-        "each JPEG, one scan for the RecordIO magic word) and writes each part with one `pwrite` to",
-        "its place in the output. Per GB that is a read copy, an assembly copy, a scan and a write",
-        "copy into fresh page cache, plus a few Python operations per image: several times the work",
-        "of the plain read. The cold rows are the case of the real 58 GB train.bson, which no page",
+        "each JPEG, one scan for the RecordIO magic word) and writes them with one `pwrite` to their",
+        "place in the output (held in memory while an earlier part's size is unknown). Per GB that",
+        "is a read copy, an assembly copy, a scan and a write copy into fresh page cache, plus a few",
+        "Python operations per image: several times the work of the plain read, and the 2-process",
+        "runs also pay for the workers' fresh memory and their competition for the memory bus. The",
+        "cold rows are the case of the real 58 GB train.bson, which no page",
         "cache holds: reads come from the disk, the next batch announced with",
         "`posix_fadvise(WILLNEED)` (unless sampled reads find it cached) so that shuffled reads stay",
         "many in flight. (Dropping the file from this VM's page cache does not empty the host's disk",
         "cache, so the cold reads here are faster than a physical disk would give.) Other jobs",
         "shared the two cores during this run (load average above), which lowers the 2-process",
         "wall-time figures most.",
+        "",
+        "## Where the time goes (1 process, shuffled, warm, under cProfile)",
+        "",
+        f"Own time of the busiest functions (system calls included), in seconds per GB of input; the "
+        f"profiled run took {per_gb(profile_s):.2f} s per GB of wall time (profiling adds to it).",
+        "",
+        "| function | calls | s per GB |",
+        "|---|---|---|",
+        *[f"| `{name}` | {calls:,} | {per_gb(tottime):.3f} |" for tottime, calls, name in profile_rows],
         "",
         "## Peak memory of `python -m data.bson2rec --workers 2` (parent + 2 workers)",
         "",
@@ -421,6 +453,7 @@ def main(argv=None):
                                                  for (w, s), t in baseline.items()}} if baseline else None,
         "recycle": args.recycle,
         "im2rec": {"seconds": im2rec_s, "bytes": im2rec_bytes},
+        "profile": {"seconds": profile_s, "top": [[t, c, n] for t, c, n in profile_rows]},
         "memory": {os.path.basename(k): {"bytes": os.path.getsize(k), "products": v[0], "pss": v[1],
                                          "parent_rss": v[2], "worker_uss": v[3]} for k, v in memory.items()},
         "load_average": [load_before, os.getloadavg()]}), ""]
