@@ -13,9 +13,11 @@ cache state:
 * warm: the file is in the page cache (what a re-run or a small data set sees);
 * cold: the file's pages are dropped first (`posix_fadvise(DONTNEED)`), like the 58 GB
   train.bson, which no page cache holds.
-Baselines: a plain sequential read of the file (16 MB reads), and an im2rec-style conversion
-(decode each JPEG with OpenCV, re-encode it at quality 95, write it with MXNet's
-`MXIndexedRecordIO`), one process, timed on a prefix of the file because it is slow.
+Baselines: a plain sequential read of the file (16 MB reads), a plain copy of it (16 MB reads
+and writes into a new file: the least a converter that writes its output can do), and an
+im2rec-style conversion (decode each JPEG with OpenCV, re-encode it at quality 95, write it
+with MXNet's `MXIndexedRecordIO`), one process, timed on a prefix of the file because it is
+slow.
 Peak memory: the conversion runs as a command; the sum of the proportional set size (PSS)
 of its processes and the largest single RSS are sampled every 20 ms.
 
@@ -25,9 +27,10 @@ a scratch file of twice the input's size is written and deleted (`--no-recycle` 
 in this VM, memory that the guest has returned to the host costs 1-2.5 s of system time per GB
 when touched again, more than the whole conversion, and the output (page cache) needs that
 much fresh memory; recycling gives it recently freed pages, as a machine with no balloon
-would. With `--baseline REV` the warm conversions are also timed with the converter of git
-revision REV (its `data/` package, extracted with `git archive`), in a subprocess, for a
-before/after comparison of CPU time per GB.
+would. With `--baseline REV` the 2-process conversions are also timed with the converter of git
+revision REV (its `data/` package, extracted with `git archive`), in a subprocess, on a hard
+link of the input (same bytes and page cache, its own index file), for a before/after
+comparison.
 """
 import argparse
 import json
@@ -53,6 +56,8 @@ from data.bson_index import BsonIndex  # noqa: E402
 
 OUT = os.path.join(HERE, "out")
 READ_CHUNK = 16 << 20
+# (processes, shuffled, shuffle block KB) of the timed conversions; block 0 = single products.
+CONFIGS = ((1, True, 64), (2, True, 64), (2, True, 0), (1, False, 64), (2, False, 64))
 
 
 def synth_input(folder):
@@ -113,6 +118,28 @@ def sequential_read(path):
         while f.readinto(buf):
             pass
     return time.perf_counter() - start
+
+
+def sequential_copy(path, out_path):
+    """Seconds to copy the file with large sequential reads and writes into a new file: the
+    least any converter that reads the input and writes as much output can do."""
+    start = time.perf_counter()
+    with open(path, "rb", buffering=0) as src, open(out_path, "wb", buffering=0) as dst:
+        buf = bytearray(READ_CHUNK)
+        while n := src.readinto(buf):
+            dst.write(memoryview(buf)[:n])
+    seconds = time.perf_counter() - start
+    os.unlink(out_path)
+    return seconds
+
+
+def linked_input(path):
+    """A hard link to `path` under another name: the same bytes and page cache, but its own index
+    file, for a converter of another revision whose index format differs."""
+    link = path.replace(".bson", ".baseline.bson")
+    if not os.path.exists(link):
+        os.link(path, link)
+    return link
 
 
 def im2rec_style(path, out_rec, max_bytes):
@@ -251,6 +278,12 @@ def peak_memory(command):
     return peaks["pss"], peaks["parent"], peaks["child"]
 
 
+def config_name(config):
+    workers, shuffle, block_kb = config
+    order = ("shuffled" if block_kb else "shuffled, single products") if shuffle else "file order"
+    return f"{workers} process{'es' if workers > 1 else ''}, {order}"
+
+
 def mb(n):
     return n / 1e6
 
@@ -260,11 +293,11 @@ def main(argv=None):
     parser.add_argument("--input-dir", default=os.path.join(OUT, "synth_1gb"),
                         help="a data.synth folder (default: generated with bench/make_big_bson.py --gb 1)")
     parser.add_argument("--im2rec-mb", type=float, default=40, help="BSON megabytes the im2rec-style baseline covers")
-    parser.add_argument("--repeat", type=int, default=2, help="runs per measurement (the best is kept)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement")
     parser.add_argument("--no-recycle", dest="recycle", action="store_false",
                         help="do not recycle memory before each timed conversion (see the docstring)")
     parser.add_argument("--baseline", metavar="REV",
-                        help="also time the warm conversions with the converter of this git revision")
+                        help="also time 2-process conversions with the converter of this git revision")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "bson2rec.md"))
     args = parser.parse_args(argv)
 
@@ -279,48 +312,55 @@ def main(argv=None):
     rec = os.path.join(work, "bench.rec")
     best = lambda f: min(f() for _ in range(args.repeat))   # noqa: E731
 
-    def best_of_each(f):
-        """(least wall seconds, least CPU seconds) over the repeats."""
-        runs = [f() for _ in range(args.repeat)]
-        return min(r[0] for r in runs), min(r[1] for r in runs)
-
     def recycle():
         if args.recycle:
             recycle_memory(work, 2 * size)
 
+    def paired(convert_once, prepare, reads):
+        """(least wall seconds, least CPU seconds, median ratio read / conversion wall time): each
+        conversion runs right after a plain read of the file in the same cache state (appended to
+        `reads`), so that the ratio does not drift with the host's cache between runs."""
+        runs = []
+        for _ in range(args.repeat):
+            prepare(train)
+            read_s = sequential_read(train)
+            reads.append(read_s)
+            recycle()
+            prepare(train)
+            wall, cpu = convert_once()
+            runs.append((wall, cpu, read_s / wall))
+        return min(r[0] for r in runs), min(r[1] for r in runs), float(np.median([r[2] for r in runs]))
+
     rows = []
+    baseline = {}
+    if args.baseline:
+        code_root = checkout_data_package(args.baseline, tempfile.mkdtemp(prefix="bson2rec-baseline-"))
+        baseline_input = linked_input(train)
+        timed_convert_with(code_root, baseline_input, categories, rec, workers=2)   # builds its own index
     for cache in ("warm", "cold"):
         prepare = warm_cache if cache == "warm" else drop_cache
 
-        def read():
+        def copy():
+            recycle()
             prepare(train)
-            return sequential_read(train)
+            return sequential_copy(train, rec)
 
-        read_s = best(read)
-        results = {}
-        for workers in (1, 2):
-            for shuffle in (True, False):
-                def run():
-                    recycle()
-                    prepare(train)
-                    return timed_convert(train, categories, rec, workers=workers, shuffle=shuffle)
-                results[workers, shuffle] = best_of_each(run)
-        rows.append((cache, read_s, results))
-        print(cache, read_s, results, flush=True)
-
-    baseline = {}
+        reads, results = [], {}
+        copy_s = best(copy)
+        for config in CONFIGS:
+            workers, shuffle, block_kb = config
+            results[config] = paired(lambda: timed_convert(train, categories, rec, workers=workers, shuffle=shuffle,
+                                                           shuffle_block_kb=block_kb), prepare, reads)
+        if args.baseline:
+            for workers, shuffle in ((2, True), (2, False)):
+                baseline[cache, workers, shuffle] = paired(
+                    lambda: timed_convert_with(code_root, baseline_input, categories, rec, workers=workers,
+                                               shuffle=shuffle), prepare, reads)
+        rows.append((cache, min(reads), copy_s, results))
+        print(cache, min(reads), copy_s, results, baseline, flush=True)
     if args.baseline:
-        with tempfile.TemporaryDirectory(prefix="bson2rec-baseline-") as code_root:
-            checkout_data_package(args.baseline, code_root)
-            for workers in (1, 2):
-                for shuffle in (True, False):
-                    def run_baseline():
-                        recycle()
-                        warm_cache(train)
-                        return timed_convert_with(code_root, train, categories, rec, workers=workers,
-                                                  shuffle=shuffle)
-                    baseline[workers, shuffle] = best_of_each(run_baseline)
-                    print("baseline", workers, shuffle, baseline[workers, shuffle], flush=True)
+        shutil.rmtree(code_root)
+        os.unlink(baseline_input)
 
     recycle()
     warm_cache(train)
@@ -345,80 +385,91 @@ def main(argv=None):
         f"Python {platform.python_version()}; produced by `python bench/bench_bson2rec.py`. Load average "
         f"(1 min) before / after: {load_before[0]:.1f} / {os.getloadavg()[0]:.1f} (other jobs share the cores).",
         f"Input: synthetic train.bson (data.synth {synth_options(train)}: {len(index):,} products, "
-        f"{int(index.n_images.sum()):,} images), {mb(size):,.0f} MB. Times are the best of {args.repeat} runs; "
+        f"{int(index.n_images.sum()):,} images), {mb(size):,.0f} MB. Each figure comes from {args.repeat} runs; "
         "conversion = `data.bson2rec.convert` on an indexed file (index load, planning, conversion, "
-        "merge, .idx, report).",
+        ".idx, report).",
         "",
-        "## Throughput (MB of BSON input per second; ratio to the plain sequential read in the same cache state)",
+        "## Throughput (MB of BSON input per second; ratio to a plain sequential read in the same cache state)",
         "",
-        "| input cache | sequential read | 1 process, shuffled | 2 processes, shuffled | 1 process, file order "
-        "| 2 processes, file order |",
-        "|---|---|---|---|---|---|",
+        "Shuffled = the default record order of a training side: 64 KB blocks of consecutive products in a",
+        "seeded permutation; \"single products\" = `--shuffle-block-kb 0`. The plain copy (sequential",
+        "16 MB reads and writes into a new file) is the least any converter that writes its output can do.",
+        "Each conversion ran right after a plain read of the file in the same cache state; the ratio is the",
+        f"median over the {args.repeat} runs of read time / conversion time (the sequential read column: the",
+        "fastest of those reads; MB/s columns: the fastest run).",
+        "",
+        "| input cache | sequential read | plain copy | " + " | ".join(config_name(c) for c in CONFIGS) + " |",
+        "|---|---|---|" + "---|" * len(CONFIGS),
     ]
-    for cache, read_s, results in rows:
+    for cache, read_s, copy_s, results in rows:
         read_rate = mb(size) / read_s
-        cells = []
-        for workers, shuffle in ((1, True), (2, True), (1, False), (2, False)):
-            rate = mb(size) / results[workers, shuffle][0]
-            cells.append(f"{rate:,.0f} MB/s ({rate / read_rate:.2f}×)")
+        cells = [f"{mb(size) / copy_s:,.0f} MB/s ({read_s / copy_s:.2f}×)"]
+        for config in CONFIGS:
+            cells.append(f"{mb(size) / results[config][0]:,.0f} MB/s (**{results[config][2]:.2f}×**)")
         lines.append(f"| {cache} | {read_rate:,.0f} MB/s (1.00×) | " + " | ".join(cells) + " |")
-    warm = rows[0][2]
+    warm, cold = rows[0][3], rows[1][3]
     im2rec_rate = mb(im2rec_bytes) / im2rec_s
-    order = ((1, True), (2, True), (1, False), (2, False))
     per_gb = lambda seconds: seconds / (size / 1e9)   # noqa: E731
+    shuffled_1p, shuffled_2p = CONFIGS[0], CONFIGS[1]
     lines += [
         "",
-        f"Scaling 1 → 2 processes (warm, shuffled): {warm[1, True][0] / warm[2, True][0]:.2f}×; "
-        f"(cold, shuffled): {rows[1][2][1, True][0] / rows[1][2][2, True][0]:.2f}×. A plain sequential "
-        f"read takes {per_gb(rows[0][1]):.2f} s of wall time per GB (warm).",
+        f"Scaling 1 → 2 processes (shuffled): {warm[shuffled_1p][0] / warm[shuffled_2p][0]:.2f}× warm, "
+        f"{cold[shuffled_1p][0] / cold[shuffled_2p][0]:.2f}× cold. A plain sequential read takes "
+        f"{per_gb(rows[0][1]):.2f} s of wall time per GB warm and {per_gb(rows[1][1]):.2f} s cold; the plain "
+        f"copy {per_gb(rows[0][2]):.2f} s warm.",
         "",
         "## CPU time per GB of input (user + system of all processes, least of the runs)",
         "",
-        "Unlike wall time, CPU time hardly depends on what else runs on the machine: compare these.",
+        "Unlike wall time, CPU time hardly depends on what else runs on the machine.",
         "",
-        "| converter | input cache | 1 process, shuffled | 2 processes, shuffled | 1 process, file order "
-        "| 2 processes, file order |",
-        "|---|---|---|---|---|---|",
+        "| input cache | " + " | ".join(config_name(c) for c in CONFIGS) + " |",
+        "|---|" + "---|" * len(CONFIGS),
     ]
+    for cache, _, _, results in rows:
+        lines.append(f"| {cache} | " + " | ".join(f"{per_gb(results[c][1]):.2f} s" for c in CONFIGS) + " |")
     if baseline:
-        lines.append(f"| before (`{args.baseline}`) | warm | "
-                     + " | ".join(f"{per_gb(baseline[k][1]):.2f} s" for k in order) + " |")
-    for cache, _, results in rows:
-        lines.append(f"| {'after (this version)' if baseline else 'this version'} | {cache} | "
-                     + " | ".join(f"{per_gb(results[k][1]):.2f} s" for k in order) + " |")
-    if baseline:
-        lines.append("| before / after | warm | " + " | ".join(f"{baseline[k][1] / warm[k][1]:.2f}×" for k in order)
-                     + " |")
+        lines += [
+            "",
+            f"## Before / after: the converter of `{args.baseline}` (random reads in record order, sequential "
+            "writes) against this one (sequential reads, records written to planned places)",
+            "",
+            "| input cache | converter | 2 processes, shuffled: wall | CPU | 2 processes, file order: wall | CPU |",
+            "|---|---|---|---|---|---|",
+        ]
+        for cache, read_s, _, results in rows:
+            before = [baseline[cache, 2, True], baseline[cache, 2, False]]
+            after = [results[shuffled_2p], results[CONFIGS[4]]]
+            for name, pair in ((f"before (`{args.baseline}`)", before), ("after (this version)", after)):
+                lines.append(f"| {cache} | {name} | " + " | ".join(
+                    f"{per_gb(w):.2f} s/GB ({ratio:.2f}× read) | {per_gb(c):.2f} s/GB" for w, c, ratio in pair) + " |")
     lines += [
         "",
-        ("Memory was recycled before each timed conversion (a scratch file of twice the input written "
-         "and deleted, see the script's docstring): in this VM, pages the guest has handed back to the "
-         "host cost 1-2.5 s of system time per GB when touched again, which would otherwise add that much "
-         "per GB of output to any converter." if args.recycle else
+        ("Memory was recycled before each timed conversion and copy (a scratch file of twice the input "
+         "written and deleted, see the script's docstring): in this VM, pages the guest has handed back to "
+         "the host cost 1-2.5 s of system time per GB when touched again, which would otherwise add that "
+         "much per GB of output to any converter." if args.recycle else
          "No memory recycling (`--no-recycle`): in this VM, fresh page cache for the output can add 1-2.5 s "
          "of system time per GB."),
         "",
         f"im2rec-style baseline (decode + re-encode at quality 95 + MXNet writer, 1 process, first "
         f"{mb(im2rec_bytes):,.0f} MB, warm): {im2rec_rate:,.1f} MB/s. bson2rec is "
-        f"{mb(size) / warm[1, True][0] / im2rec_rate:,.0f}× faster with 1 process and "
-        f"{mb(size) / warm[2, True][0] / im2rec_rate:,.0f}× with 2, and keeps the original JPEG bytes.",
+        f"{mb(size) / warm[shuffled_1p][0] / im2rec_rate:,.0f}× faster with 1 process and "
+        f"{mb(size) / warm[shuffled_2p][0] / im2rec_rate:,.0f}× with 2, and keeps the original JPEG bytes.",
         "",
-        "Reading: a warm sequential read is one memory copy out of the page cache. The conversion",
-        "reads 8 MB of documents at a time (one `pread` per run of consecutive products: a batch in",
-        "file order, a product when shuffled), locates the pictures of Kaggle-layout documents with",
-        "numpy instead of decoding them, assembles the records in memory (numpy headers, one copy of",
-        "each JPEG, one scan for the RecordIO magic word) and writes them with one `pwrite` to their",
-        "place in the output (held in memory while an earlier part's size is unknown). Per GB that",
-        "is a read copy, an assembly copy, a scan and a write copy into fresh page cache, plus a few",
-        "Python operations per image: several times the work of the plain read, and the 2-process",
-        "runs also pay for the workers' fresh memory and their competition for the memory bus. The",
-        "cold rows are the case of the real 58 GB train.bson, which no page",
-        "cache holds: reads come from the disk, the next batch announced with",
-        "`posix_fadvise(WILLNEED)` (unless sampled reads find it cached) so that shuffled reads stay",
-        "many in flight. (Dropping the file from this VM's page cache does not empty the host's disk",
-        "cache, so the cold reads here are faster than a physical disk would give.) Other jobs",
-        "shared the two cores during this run (load average above), which lowers the 2-process",
-        "wall-time figures most.",
+        "Reading: the cold rows are the case of the real 58 GB train.bson, which no page cache holds.",
+        "The conversion plans every record's place from the index, then reads the BSON file in order",
+        "(8 MB per `preadv`, the next batch announced with `posix_fadvise(WILLNEED)`), locates the",
+        "pictures of Kaggle-layout documents with numpy instead of decoding them, assembles the records",
+        "in memory (numpy headers, one copy of each JPEG, one scan for the RecordIO magic word) and",
+        "writes each shuffle block (or a whole batch in file order) with one `pwrite` to its place. A",
+        "warm sequential read is one memory copy out of the page cache: the conversion adds the",
+        "assembly copy, the scan and the write into fresh page cache (the plain copy column: alone",
+        "about twice the read), so warm ratios stay far below 0.5 on any converter that writes its",
+        "output. Writing single products (~9 KB) to random places costs the page cache several times",
+        "more per byte than 64 KB blocks (the \"single products\" column). Dropping the file from this",
+        "VM's page cache does not empty the host's disk cache, so the cold reads here are faster than",
+        "a physical disk would give. Other jobs may share the two cores (load average above), which",
+        "lowers the 2-process wall-time figures most.",
         "",
         "## Where the time goes (1 process, shuffled, warm, under cProfile)",
         "",
@@ -445,12 +496,11 @@ def main(argv=None):
               "more for the 7,069,896 products of the real train.bson."]
     lines += ["", "Raw numbers: " + json.dumps({
         "size": size, "big_size": big_size,
-        "runs": [{"cache": c, "read_s": r, "convert_wall_cpu_s": {f"{w}p_{'shuffled' if s else 'ordered'}": t
-                                                                  for (w, s), t in res.items()}}
-                 for c, r, res in rows],
+        "runs": [{"cache": c, "fastest_read_s": r, "copy_s": cp,
+                  "convert_wall_cpu_ratio": {config_name(k): t for k, t in res.items()}} for c, r, cp, res in rows],
         "baseline": {"revision": args.baseline,
-                     "warm_convert_wall_cpu_s": {f"{w}p_{'shuffled' if s else 'ordered'}": t
-                                                 for (w, s), t in baseline.items()}} if baseline else None,
+                     "convert_wall_cpu_ratio": {f"{c} {w}p {'shuffled' if sh else 'file order'}": t
+                                            for (c, w, sh), t in baseline.items()}} if baseline else None,
         "recycle": args.recycle,
         "im2rec": {"seconds": im2rec_s, "bytes": im2rec_bytes},
         "profile": {"seconds": profile_s, "top": [[t, c, n] for t, c, n in profile_rows]},

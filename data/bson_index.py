@@ -2,11 +2,14 @@
 
 A Kaggle BSON file is a plain concatenation of documents, each starting with its int32
 length. One pass over the file walks those length prefixes and reads the few header bytes
-of each document (`_id`, the number of `imgs`, `category_id`) without decoding or copying
-the JPEG bytes. The result is a compact numpy table (about 30 bytes a product, so the
-7 M-product `train.bson` indexes into ~200 MB whatever its 58 GB) that is cached beside the
-file and gives random access (`os.pread`, safe across `fork`) and byte-balanced ranges for
-parallel readers. `locate_pictures` (many documents at once, numpy) and `BsonIndex.pictures`
+of each document (`_id`, `category_id`, where each picture of `imgs` lies) without decoding
+or copying the JPEG bytes. The result is a compact numpy table (about 30 bytes a product
+and 4 bytes an image, so the 7 M-product `train.bson` indexes into ~260 MB whatever its
+58 GB) that is cached beside the file and gives random access (`os.pread`, safe across
+`fork`) and byte-balanced ranges for parallel readers. It also holds what the conversion to
+RecordIO needs to place every record before writing any: each picture's length and, for the
+few pictures that hold them, the number of 4-byte-aligned RecordIO magic words (the pass
+finds every occurrence of the magic word with numpy as it reads). `locate_pictures` (many documents at once, numpy) and `BsonIndex.pictures`
 find the JPEG bytes inside Kaggle-layout documents by the same kind of structural walk,
 without decoding the documents; other layouts are decoded with pymongo.
 
@@ -20,6 +23,7 @@ length prefix the scanner re-synchronises on the next document start.
     python -m data.bson_index train.bson            # build (or load) and summarise
 """
 import argparse
+import array
 import json
 import logging
 import os
@@ -28,11 +32,12 @@ import struct
 import numpy as np
 
 from data.atomic import atomic_path
-from data.errors import BsonFormatError
+from data.errors import BsonFormatError, StaleIndexError
+from data.recordio import aligned_magic_words, magic_positions
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2              # 2: picture lengths and magic words
 INDEX_DTYPE = np.dtype([       # field order = the order `scan_bson` yields them
     ("offset", "<i8"),
     ("length", "<i4"),
@@ -44,7 +49,6 @@ NO_CATEGORY = -1
 MIN_DOC_LEN = 5               # int32 length + terminating NUL: the empty document
 MAX_DOC_LEN = 16 * 1024 * 1024  # MongoDB's own document size limit
 CHUNK_BYTES = 64 * 1024 * 1024
-_NOWAIT = getattr(os, "RWF_NOWAIT", 0)   # preadv flag: read only what the page cache holds
 KINDS = ("auto", "train", "test")
 
 _INT32 = struct.Struct("<i")
@@ -107,31 +111,6 @@ def _count_images(buf, start, stop):
     return n
 
 
-def _parse_kaggle_layout(buf, start, end):
-    """Fast path for the layout of Kaggle's files (`_id` int32, `imgs`, then `category_id`
-    int32 or nothing). Returns None for anything else, which `_parse_document` then walks."""
-    if buf[start + 4:start + 9] != b"\x10_id\x00" or buf[start + 13:start + 19] != b"\x04imgs\x00":
-        return None
-    array_end = start + 19 + _INT32.unpack_from(buf, start + 19)[0]
-    pos, n = start + 23, 0
-    while pos < array_end - 1:
-        # Element "<digit>": {picture: binary}; keys longer than one digit take the slow path.
-        if buf[pos] != 0x03 or buf[pos + 2] != 0 or buf[pos + 7:pos + 16] != b"\x05picture\x00":
-            return None
-        doc_len = _INT32.unpack_from(buf, pos + 3)[0]
-        if doc_len < 19:
-            return None
-        pos += 3 + doc_len
-        n += 1
-    if pos != array_end - 1 or buf[pos] != 0 or n == 0:
-        return None
-    if array_end == end:
-        return _INT32.unpack_from(buf, start + 9)[0], n, NO_CATEGORY
-    if array_end + 17 == end and buf[array_end:array_end + 13] == b"\x10category_id\x00":
-        return _INT32.unpack_from(buf, start + 9)[0], n, _INT32.unpack_from(buf, array_end + 13)[0]
-    return None
-
-
 # Byte patterns of the Kaggle layout, read as little-endian integers (see `locate_pictures`).
 _ID_INT32 = np.uint64(int.from_bytes(b"\x10_id\x00", "little"))          # 5 bytes
 _IMGS_ARRAY = np.uint64(int.from_bytes(b"\x04imgs\x00", "little"))       # 6 bytes
@@ -141,6 +120,9 @@ _PICTURE_HEAD = np.uint64(int.from_bytes(b"\x05picture", "little"))     # 8 byte
 _MASK5, _MASK6 = np.uint64((1 << 40) - 1), np.uint64((1 << 48) - 1)
 _CATEGORY_ELEMENT = b"\x10category_id\x00"
 _MAX_FAST_IMAGES = 10       # array keys "0".."9": one character each
+_DOC_HEAD = struct.Struct("<i5si")              # length, "\x10_id\x00", int32 _id
+_IMAGE_HEAD = struct.Struct("<3si9sib")         # "\x03<digit>\x00", length, "\x05picture\x00", length, subtype
+_IMAGE_KEYS = [bytes([0x03, 0x30 + k, 0]) for k in range(_MAX_FAST_IMAGES)]
 
 
 def _kaggle_picture_spans(buf, start, length):
@@ -152,61 +134,58 @@ def _kaggle_picture_spans(buf, start, length):
     length, type byte, key and terminator is checked, so a document accepted here decodes
     (pymongo) to exactly these pictures; anything else returns None."""
     end = start + length - 1
-    if length < 44 or end >= len(buf) or buf[end] != 0 or _INT32.unpack_from(buf, start)[0] != length \
-            or buf[start + 4:start + 9] != b"\x10_id\x00":
+    if length < 44 or end >= len(buf) or buf[end] != 0:
+        return None
+    doc_len, id_element, product_id = _DOC_HEAD.unpack_from(buf, start)
+    if doc_len != length or id_element != b"\x10_id\x00":
         return None
     category_id = NO_CATEGORY
     imgs = start + 13
-    if buf[imgs:imgs + 13] == _CATEGORY_ELEMENT:
+    if buf.startswith(_CATEGORY_ELEMENT, imgs):
         category_id = _INT32.unpack_from(buf, imgs + 13)[0]
         imgs += 17
-    if buf[imgs:imgs + 6] != b"\x04imgs\x00":
+    if not buf.startswith(b"\x04imgs\x00", imgs):
         return None
     array_end = imgs + 6 + _INT32.unpack_from(buf, imgs + 6)[0]     # one past the array's NUL
     if not imgs + 11 <= array_end <= end or buf[array_end - 1] != 0:
         return None
     if array_end != end:
-        if category_id != NO_CATEGORY or array_end + 17 != end \
-                or buf[array_end:array_end + 13] != _CATEGORY_ELEMENT:
+        if category_id != NO_CATEGORY or array_end + 17 != end or not buf.startswith(_CATEGORY_ELEMENT, array_end):
             return None
         category_id = _INT32.unpack_from(buf, array_end + 13)[0]
-    spans, pos = [], imgs + 10
-    while pos < array_end - 1:
+    spans, pos, last = [], imgs + 10, array_end - 1
+    while pos < last:
         number = len(spans)
-        if number >= _MAX_FAST_IMAGES or pos + 22 > array_end - 1 or buf[pos] != 0x03 \
-                or buf[pos + 1] != 0x30 + number or buf[pos + 2] != 0 \
-                or buf[pos + 7:pos + 16] != b"\x05picture\x00" or buf[pos + 20] != 0:
+        if number >= _MAX_FAST_IMAGES or pos + 22 > last:
             return None
-        doc_len, picture_len = _INT32.unpack_from(buf, pos + 3)[0], _INT32.unpack_from(buf, pos + 16)[0]
+        header, doc_len, key, picture_len, subtype = _IMAGE_HEAD.unpack_from(buf, pos)
         nxt = pos + 3 + doc_len
-        if picture_len < 0 or doc_len != picture_len + 19 or nxt > array_end - 1 or buf[nxt - 1] != 0:
+        if header != _IMAGE_KEYS[number] or key != b"\x05picture\x00" or subtype != 0 or picture_len < 0 \
+                or doc_len != picture_len + 19 or nxt > last or buf[nxt - 1] != 0:
             return None
         spans.append((pos + 21, pos + 21 + picture_len))
         pos = nxt
-    if pos != array_end - 1 or not spans:
+    if pos != last or not spans:
         return None
-    return _INT32.unpack_from(buf, start + 9)[0], category_id, spans
+    return product_id, category_id, spans
 
 
-def locate_pictures(buf, starts, lengths, product_ids, n_images, category_ids):
-    """Where the pictures of many documents lie in one buffer, without decoding them (vectorised).
+def kaggle_layout(buf, starts, lengths):
+    """Parse many documents of one buffer at once, as `_kaggle_picture_spans` would (vectorised).
 
-    Document `i` is buf[starts[i]:starts[i]+lengths[i]] and should be the product of index row
-    (`product_ids[i]`, `n_images[i]`, `category_ids[i]`). Returns `(ok, first, picture_starts,
-    picture_lengths)`: `ok[i]` is True when document `i` has a Kaggle layout (see
-    `_kaggle_picture_spans`, same checks) and matches its index row; its image `j` is then
+    Document `i` is buf[starts[i]:starts[i]+lengths[i]]. Returns `(ok, product_ids,
+    category_ids, first, picture_starts, picture_lengths)`: `ok[i]` is True when document `i`
+    has a Kaggle layout (same checks as `_kaggle_picture_spans`); its image `j` is then
     buf[picture_starts[r]:picture_starts[r] + picture_lengths[r]] with r = first[i] + j. A
-    document that is not ok may still be valid BSON of another layout, or corrupt: decode it
-    (`BsonIndex.pictures`) to know."""
+    document that is not ok may still be valid BSON of another layout, or corrupt: decode it to
+    know."""
     starts = np.asarray(starts, np.int64)
     lengths = np.asarray(lengths, np.int64)
-    n_images = np.asarray(n_images, np.int64)
-    first = np.zeros(len(starts) + 1, np.int64)
-    np.cumsum(n_images, out=first[1:])
-    picture_starts = np.zeros(first[-1], np.int64)
-    picture_lengths = np.zeros(first[-1], np.int64)
-    if len(buf) < 64 or not len(starts):
-        return np.zeros(len(starts), bool), first, picture_starts, picture_lengths
+    n = len(starts)
+    if len(buf) < 64 or not n:
+        empty = np.zeros(0, np.int64)
+        return np.zeros(n, bool), np.zeros(n, np.int64), np.full(n, NO_CATEGORY, np.int64), \
+            np.zeros(n + 1, np.int64), empty, empty
     # Views reading a byte, an int32 or a uint64 at any byte position (stride 1, unaligned);
     # positions are clipped into the buffer, so a corrupt length only yields a failed check.
     u8 = np.frombuffer(buf, np.uint8)
@@ -218,9 +197,10 @@ def locate_pictures(buf, starts, lengths, product_ids, n_images, category_ids):
         return view[np.maximum(np.minimum(pos, last), 0)]     # (np.take would copy the whole view)
 
     end = starts + lengths - 1
-    ok = (lengths >= 44) & (starts >= 0) & (end < len(buf)) & (n_images >= 1) & (n_images <= _MAX_FAST_IMAGES)
+    ok = (lengths >= 44) & (starts >= 0) & (end < len(buf))
     ok &= (at(i32, starts) == lengths) & (at(u8, end) == 0)
-    ok &= ((at(u64, starts + 4) & _MASK5) == _ID_INT32) & (at(i32, starts + 9) == product_ids)
+    ok &= (at(u64, starts + 4) & _MASK5) == _ID_INT32
+    product_ids = at(i32, starts + 9).astype(np.int64)
     category_first = (at(u64, starts + 13) == _CATEGORY_HEAD) & ((at(u64, starts + 21) & _MASK5) == _CATEGORY_TAIL)
     imgs = np.where(category_first, starts + 30, starts + 13)
     ok &= (at(u64, imgs) & _MASK6) == _IMGS_ARRAY
@@ -229,12 +209,15 @@ def locate_pictures(buf, starts, lengths, product_ids, n_images, category_ids):
     category_last = ~category_first & (array_end + 17 == end) & (at(u64, array_end) == _CATEGORY_HEAD) \
         & ((at(u64, array_end + 8) & _MASK5) == _CATEGORY_TAIL)
     ok &= (array_end == end) | category_last
-    category = np.where(category_first, at(i32, starts + 26),
-                        np.where(category_last, at(i32, array_end + 13), NO_CATEGORY))
-    ok &= category == category_ids
+    category_ids = np.where(category_first, at(i32, starts + 26),
+                            np.where(category_last, at(i32, array_end + 13), NO_CATEGORY)).astype(np.int64)
     pos = imgs + 10
-    for number in range(min(int(n_images.max()), _MAX_FAST_IMAGES)):
-        sel = np.flatnonzero(n_images > number)
+    counts = np.zeros(n, np.int64)
+    spans = np.zeros((n, _MAX_FAST_IMAGES, 2), np.int64)      # (start, length) of picture j of document i
+    for number in range(_MAX_FAST_IMAGES):
+        sel = np.flatnonzero(ok & (pos < array_end - 1))
+        if not len(sel):
+            break
         p = pos[sel]
         doc_len, picture_len = at(i32, p + 3), at(i32, p + 16)
         nxt = p + 3 + doc_len
@@ -242,11 +225,27 @@ def locate_pictures(buf, starts, lengths, product_ids, n_images, category_ids):
             & (at(u64, p + 7) == _PICTURE_HEAD) & (at(u8, p + 15) == 0) & (at(u8, p + 20) == 0) \
             & (picture_len >= 0) & (doc_len == picture_len + 19) & (nxt <= array_end[sel] - 1) \
             & (at(u8, nxt - 1) == 0)
-        rows = first[sel] + number
-        picture_starts[rows] = p + 21
-        picture_lengths[rows] = picture_len
+        spans[sel, number, 0] = p + 21
+        spans[sel, number, 1] = picture_len
+        counts[sel] += 1
         pos[sel] = nxt
-    ok &= pos == array_end - 1
+    ok &= (pos == array_end - 1) & (counts >= 1)
+    first = np.zeros(n + 1, np.int64)
+    np.cumsum(counts, out=first[1:])
+    found = np.arange(_MAX_FAST_IMAGES) < counts[:, None]
+    return ok, product_ids, category_ids, first, spans[found, 0], spans[found, 1]
+
+
+def locate_pictures(buf, starts, lengths, product_ids, n_images, category_ids):
+    """Where the pictures of many documents lie in one buffer, without decoding them (vectorised).
+
+    Document `i` is buf[starts[i]:starts[i]+lengths[i]] and should be the product of index row
+    (`product_ids[i]`, `n_images[i]`, `category_ids[i]`). Returns `(ok, first, picture_starts,
+    picture_lengths)` as `kaggle_layout` does, with `ok[i]` also requiring that document `i`
+    matches its index row."""
+    ok, found_ids, found_categories, first, picture_starts, picture_lengths = kaggle_layout(buf, starts, lengths)
+    ok &= (found_ids == np.asarray(product_ids)) & (np.diff(first) == np.asarray(n_images)) \
+        & (found_categories == np.asarray(category_ids))
     return ok, first, picture_starts, picture_lengths
 
 
@@ -260,16 +259,18 @@ def _integer(buf, etype, value, key, product_id):
 
 
 def _parse_document(buf, start, length):
-    """(product_id, n_images, category_id) of the document at buf[start:start+length].
+    """(product_id, category_id, pictures) of the document at buf[start:start+length].
 
-    Walks the top-level elements only; JPEG bytes are skipped, never copied."""
+    `pictures` is the list of `(start, stop)` positions in `buf` of each picture's bytes for
+    a Kaggle-layout document (`_kaggle_picture_spans`: JPEG bytes skipped, never copied), or
+    for any other layout, once its top-level elements are checked, the list of the pictures'
+    bytes as pymongo decodes them."""
     end = start + length - 1
     if buf[end] != 0:
         raise _BadDocument("document does not end with NUL: not BSON")
-    if length > 40:
-        fast = _parse_kaggle_layout(buf, start, end)
-        if fast is not None:
-            return fast
+    fast = _kaggle_picture_spans(buf, start, length)
+    if fast is not None:
+        return fast
     product_id, n_images, category_id = None, None, NO_CATEGORY
     pos = start + 4
     try:
@@ -294,7 +295,20 @@ def _parse_document(buf, start, length):
         raise _BadDocument("document has no integer _id")
     if not n_images:
         raise _BadDocument("product without images (imgs missing or empty)", product_id)
-    return product_id, n_images, category_id
+    return product_id, category_id, _decoded_pictures(bytes(buf[start:start + length]), n_images, product_id)
+
+
+def _decoded_pictures(raw, n_images, product_id):
+    """The pictures of a checked non-Kaggle-layout document, as pymongo decodes them (what
+    the conversion writes)."""
+    import bson
+    try:
+        pictures = [bytes(img["picture"]) for img in bson.decode(raw)["imgs"]]
+    except (bson.errors.BSONError, KeyError, TypeError) as e:
+        raise _BadDocument(f"cannot decode the product: {e}", product_id) from None
+    if len(pictures) != n_images:
+        raise _BadDocument("imgs holds something other than pictures", product_id)
+    return pictures
 
 
 def _plausible_start(buf, pos, avail_end):
@@ -328,6 +342,8 @@ class _Reader:
         self.buf = bytearray(CHUNK_BYTES)
         self.view = memoryview(self.buf)
         self.base = self.filled = self.pos = 0
+        self.magic = []       # file offsets where the RecordIO magic word starts (see `PictureTable`)
+        self.scanned = 0      # every such offset below this one is in `magic`
 
     @property
     def offset(self):
@@ -350,6 +366,10 @@ class _Reader:
             if not n:
                 break
             self.filled += n
+        start = max(self.scanned, self.base) - self.base
+        if self.filled - start >= 4:
+            self.magic += (magic_positions(self.buf, start, self.filled) + self.base).tolist()
+            self.scanned = self.base + self.filled - 3
 
     def resync(self):
         """Move `pos` to the next plausible document start; False at end of file."""
@@ -368,11 +388,105 @@ class _Reader:
             self.fill(len(self.buf))
 
 
-def scan_bson(path, skip_bad=False, kind="auto", problems=None, with_bytes=False):
+class PictureTable:
+    """Per-image facts gathered by `scan_bson` for the conversion to RecordIO, which plans
+    every record's place before reading a byte: the length of each picture (the bytes
+    pymongo decodes), and, for the rare pictures that hold them, the number of 4-byte-aligned
+    RecordIO magic words (each makes the record 4 bytes longer, see `data.recordio`).
+    Rows are images in document order."""
+
+    def __init__(self):
+        self.lengths = array.array("I")
+        self.magic_rows, self.magic_counts = [], []
+        self._next_hit = 0
+
+    def add_located(self, lengths, magic):
+        """Add the pictures of one document parsed by `_LayoutRun`: their lengths, and the
+        (image number, count) of those that hold magic words."""
+        row = len(self.lengths)
+        self.lengths.extend(lengths)
+        for number, count in magic:
+            self.magic_rows.append(row + number)
+            self.magic_counts.append(count)
+
+    def add(self, pictures, buf, base, hits):
+        """Add the pictures of one document (`_parse_document`'s list); `base` is the file offset
+        of buf[0], `hits` the file offsets of magic words found so far (ascending)."""
+        row = len(self.lengths)
+        if not isinstance(pictures[0], tuple):     # decoded bytes
+            self.lengths.extend(len(p) for p in pictures)
+            counts = [aligned_magic_words(p) for p in pictures]
+        else:
+            self.lengths.extend(b - a for a, b in pictures)
+            start, stop = base + pictures[0][0], base + pictures[-1][1]
+            while self._next_hit < len(hits) and hits[self._next_hit] < start:
+                self._next_hit += 1
+            if self._next_hit == len(hits) or hits[self._next_hit] >= stop:
+                return
+            near = [h - base for h in hits[self._next_hit:] if h < stop]
+            counts = [sum(1 for h in near if a <= h <= b - 4 and (h - a) % 4 == 0) for a, b in pictures]
+        for k, count in enumerate(counts):
+            if count:
+                self.magic_rows.append(row + k)
+                self.magic_counts.append(count)
+
+
+class _LayoutRun:
+    """The documents that follow each other wholly inside the reader's buffer from `pos`,
+    parsed at once (`kaggle_layout`): the scan takes a Kaggle-layout document from here,
+    and decodes any other one on its own."""
+
+    MAX_DOCS = 8192
+
+    def __init__(self, r, pos):
+        buf, starts, lengths = r.buf, [], []
+        while pos + 4 <= r.filled and len(starts) < self.MAX_DOCS:
+            length = _INT32.unpack_from(buf, pos)[0]
+            if not MIN_DOC_LEN <= length <= MAX_DOC_LEN or pos + length > r.filled:
+                break
+            starts.append(pos)
+            lengths.append(length)
+            pos += length
+        self.base, self.starts, self.next = r.base, starts, 0
+        ok, ids, categories, first, picture_starts, picture_lengths = kaggle_layout(buf, starts, lengths)
+        self.ok, self.product_ids, self.category_ids = ok.tolist(), ids.tolist(), categories.tolist()
+        self.lengths, self.first, self.picture_lengths = lengths, first.tolist(), picture_lengths.tolist()
+        self.magic = self._magic_words(r, picture_starts, picture_lengths, first)
+
+    @staticmethod
+    def _magic_words(r, picture_starts, picture_lengths, first):
+        """{document: [(image number, aligned magic words)]} of the pictures that hold them."""
+        if not len(picture_starts) or not r.magic:
+            return {}
+        hits = np.asarray(r.magic, np.int64) - r.base
+        hits = hits[(hits >= picture_starts[0]) & (hits < picture_starts[-1] + picture_lengths[-1])]
+        k = np.searchsorted(picture_starts, hits, side="right") - 1
+        inside = (k >= 0) & (hits + 4 <= picture_starts[k] + picture_lengths[k]) & ((hits - picture_starts[k]) % 4 == 0)
+        magic = {}
+        for row, count in zip(*np.unique(k[inside], return_counts=True)):
+            doc = int(np.searchsorted(first, row, side="right") - 1)
+            magic.setdefault(doc, []).append((int(row - first[doc]), int(count)))
+        return magic
+
+    def at(self, r):
+        """Index of the document at the reader's position, or None when this run does not hold it."""
+        i = self.next
+        if r.base != self.base or i >= len(self.starts):
+            return None
+        if self.starts[i] != r.pos:
+            i += 1
+            if i >= len(self.starts) or self.starts[i] != r.pos:
+                return None
+            self.next = i
+        return i
+
+
+def scan_bson(path, skip_bad=False, kind="auto", problems=None, with_bytes=False, pictures=None):
     """Stream the documents of a BSON file in one sequential pass.
 
     Yields `(offset, length, product_id, n_images, category_id)` per good document, plus
-    the document's bytes (a memoryview valid until the next item) when `with_bytes`.
+    the document's bytes (a memoryview valid until the next item) when `with_bytes`; a
+    `PictureTable` given as `pictures` receives the pictures of the yielded documents.
     `kind` "train" requires `category_id` in every product; "auto" decides from the first
     good document. Problems raise `BsonFormatError`, or with `skip_bad` are appended to
     `problems` (a list of dicts) and skipped; duplicate ids are checked by `BsonIndex.build`.
@@ -391,6 +505,7 @@ def scan_bson(path, skip_bad=False, kind="auto", problems=None, with_bytes=False
     with open(path, "rb", buffering=0) as f:
         r = _Reader(f, os.fstat(f.fileno()).st_size)
         buf = r.buf
+        run = None
         while True:
             r.fill(13)   # length prefix and an int32 `_id` element
             pos, offset = r.pos, r.offset
@@ -403,6 +518,26 @@ def scan_bson(path, skip_bad=False, kind="auto", problems=None, with_bytes=False
             if MIN_DOC_LEN <= length <= MAX_DOC_LEN:
                 r.fill(length)
                 pos = r.pos
+            i = run.at(r) if run is not None else None
+            if i is None and MIN_DOC_LEN <= length <= MAX_DOC_LEN and pos + length <= r.filled:
+                run = _LayoutRun(r, pos)
+                i = run.at(r)
+            if i is not None and run.ok[i]:        # the common case: a Kaggle-layout document
+                product_id, category_id = run.product_ids[i], run.category_ids[i]
+                if kind == "auto":
+                    kind = "train" if category_id != NO_CATEGORY else "test"
+                if kind == "train" and category_id == NO_CATEGORY:
+                    report(offset, product_id, "train product without category_id")
+                else:
+                    a, b = run.first[i], run.first[i + 1]
+                    if pictures is not None:
+                        pictures.add_located(run.picture_lengths[a:b], run.magic.get(i, ()))
+                    if with_bytes:
+                        yield offset, length, product_id, b - a, category_id, r.view[pos:pos + length]
+                    else:
+                        yield offset, length, product_id, b - a, category_id
+                r.pos, run.next = pos + length, i + 1
+                continue
             if length < MIN_DOC_LEN or length > MAX_DOC_LEN or offset + length > r.file_size:
                 product_id = _INT32.unpack_from(buf, pos + 9)[0] \
                     if buf[pos + 4:pos + 9] == _ID_HEADERS[0] and r.filled - pos >= 13 else None
@@ -420,7 +555,8 @@ def scan_bson(path, skip_bad=False, kind="auto", problems=None, with_bytes=False
                     return
                 continue
             try:
-                product_id, n_images, category_id = _parse_document(buf, pos, length)
+                product_id, category_id, found = _parse_document(buf, pos, length)
+                n_images = len(found)
             except _BadDocument as e:
                 report(offset, e.product_id, e.reason)
                 # Trust the length prefix only when a document plausibly follows it.
@@ -433,7 +569,11 @@ def scan_bson(path, skip_bad=False, kind="auto", problems=None, with_bytes=False
                 kind = "train" if category_id != NO_CATEGORY else "test"
             if kind == "train" and category_id == NO_CATEGORY:
                 report(offset, product_id, "train product without category_id")
-            elif with_bytes:
+                r.pos = pos + length
+                continue
+            if pictures is not None:
+                pictures.add(found, buf, r.base, r.magic)
+            if with_bytes:
                 yield offset, length, product_id, n_images, category_id, r.view[pos:pos + length]
             else:
                 yield offset, length, product_id, n_images, category_id
@@ -441,11 +581,12 @@ def scan_bson(path, skip_bad=False, kind="auto", problems=None, with_bytes=False
 
 
 def _drop_duplicates(path, records, skip_bad, problems):
-    """Keep the first document of each `_id`; later ones are errors (or skipped)."""
+    """Mask of the records to keep: the first document of each `_id`; later ones are errors
+    (or skipped)."""
     ids = records["product_id"]
     _, first = np.unique(ids, return_index=True)
     if len(first) == len(ids):
-        return records
+        return np.ones(len(ids), bool)
     keep = np.zeros(len(ids), bool)
     keep[first] = True
     first_offset = dict(zip(ids[first].tolist(), records["offset"][first].tolist()))
@@ -457,7 +598,17 @@ def _drop_duplicates(path, records, skip_bad, problems):
             raise err
         log.warning("skipping: %s", err)
         problems.append(err.as_dict())
-    return records[keep]
+    return keep
+
+
+def image_rows(first_image, positions):
+    """Rows of the images of the products at `positions` (in that order), given the first row
+    of each product's images (`BsonIndex.first_image`)."""
+    positions = np.asarray(positions, np.int64)
+    counts = first_image[positions + 1] - first_image[positions]
+    before = np.zeros(len(positions), np.int64)
+    np.cumsum(counts[:-1], out=before[1:])
+    return np.repeat(first_image[positions] - before, counts) + np.arange(int(counts.sum()))
 
 
 def index_path_for(path):
@@ -470,28 +621,36 @@ def _file_signature(path):
 
 
 class BsonIndex:
-    """Positions of every good product of a BSON file, in file order, with random access."""
+    """Positions of every good product of a BSON file, in file order, with random access,
+    and the length of every picture (`picture_lengths`; image `j` of the product at
+    position `p` is row `first_image[p] + j`) with the RecordIO magic words some hold
+    (`picture_magic`), from which the conversion to RecordIO knows every record's size."""
 
-    def __init__(self, path, records, kind, problems=()):
+    def __init__(self, path, records, kind, problems=(), picture_lengths=None, magic_rows=None, magic_counts=None):
         self.path = path
         self.records = records
         self.kind = kind
         self.problems = list(problems)
+        self.picture_lengths = picture_lengths
+        self.magic_rows = np.zeros(0, np.int64) if magic_rows is None else magic_rows
+        self.magic_counts = np.zeros(0, np.int64) if magic_counts is None else magic_counts
         self._fd = None
         self._fd_pid = None
         self._positions = None
+        self._first_image = None
 
     # -- building, saving, loading -------------------------------------------------------
     @classmethod
     def build(cls, path, skip_bad=False, kind="auto", progress=False):
         """Index `path` in one sequential pass (see `scan_bson`)."""
         problems, blocks, rows = [], [], []
+        pictures = PictureTable()
         bar = None
         if progress:
             from tqdm import tqdm
             bar = tqdm(total=os.path.getsize(path), unit="B", unit_scale=True, desc=f"index {os.path.basename(path)}")
         done = 0
-        for row in scan_bson(path, skip_bad=skip_bad, kind=kind, problems=problems):
+        for row in scan_bson(path, skip_bad=skip_bad, kind=kind, problems=problems, pictures=pictures):
             rows.append(row)
             if len(rows) == 65536:   # numpy blocks keep memory at ~30 bytes a product
                 blocks.append(np.array(rows, dtype=INDEX_DTYPE))
@@ -505,18 +664,27 @@ class BsonIndex:
             bar.update(bar.total - done)
             bar.close()
         records = np.concatenate(blocks)
+        lengths = np.frombuffer(pictures.lengths, np.uint32) if len(pictures.lengths) else np.zeros(0, np.uint32)
+        magic_rows, magic_counts = np.array(pictures.magic_rows, np.int64), np.array(pictures.magic_counts, np.int64)
         first_category = records["category_id"][0] if len(records) else NO_CATEGORY
-        records = _drop_duplicates(path, records, skip_bad, problems)
+        keep = _drop_duplicates(path, records, skip_bad, problems)
+        if not keep.all():
+            keep_images = np.repeat(keep, records["n_images"].astype(np.int64))
+            new_rows = np.cumsum(keep_images) - 1
+            kept_magic = keep_images[magic_rows]
+            records, lengths = records[keep], lengths[keep_images]
+            magic_rows, magic_counts = new_rows[magic_rows[kept_magic]], magic_counts[kept_magic]
         if kind == "auto":
             kind = "test" if first_category == NO_CATEGORY else "train"
-        return cls(path, records, kind, problems)
+        return cls(path, records, kind, problems, lengths.copy(), magic_rows, magic_counts)
 
     def save(self, index_path=None):
         index_path = index_path or index_path_for(self.path)
         meta = dict(_file_signature(self.path), version=INDEX_VERSION, kind=self.kind, problems=self.problems)
         with atomic_path(index_path) as tmp:
             with open(tmp, "wb") as f:
-                np.savez(f, records=self.records, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+                np.savez(f, records=self.records, picture_lengths=self.picture_lengths, magic_rows=self.magic_rows,
+                         magic_counts=self.magic_counts, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
         return index_path
 
     @classmethod
@@ -530,7 +698,8 @@ class BsonIndex:
             if meta.get("version") != INDEX_VERSION or \
                     {k: meta.get(k) for k in ("size", "mtime_ns")} != _file_signature(path):
                 return None
-            return cls(path, z["records"], meta["kind"], meta["problems"])
+            return cls(path, z["records"], meta["kind"], meta["problems"], z["picture_lengths"], z["magic_rows"],
+                       z["magic_counts"])
 
     @classmethod
     def load_or_build(cls, path, skip_bad=False, kind="auto", progress=False, index_path=None):
@@ -565,6 +734,29 @@ class BsonIndex:
     @property
     def n_images(self):
         return self.records["n_images"]
+
+    @property
+    def first_image(self):
+        """(n_products + 1,) int64: the images of the product at position p are rows
+        first_image[p]:first_image[p+1] of a per-image table in index order."""
+        if self._first_image is None:
+            self._first_image = np.zeros(len(self) + 1, np.int64)
+            np.cumsum(self.n_images, out=self._first_image[1:])
+        return self._first_image
+
+    def image_rows(self, positions):
+        """Rows (per `first_image`) of the images of the products at `positions`, in that order."""
+        return image_rows(self.first_image, positions)
+
+    def picture_magic(self, rows):
+        """Aligned RecordIO magic words in the pictures of image `rows` (int64, mostly 0)."""
+        rows = np.asarray(rows, np.int64)
+        counts = np.zeros(len(rows), np.int64)
+        if len(self.magic_rows) and len(rows):
+            k = np.minimum(np.searchsorted(self.magic_rows, rows), len(self.magic_rows) - 1)
+            hit = self.magic_rows[k] == rows
+            counts[hit] = self.magic_counts[k[hit]]
+        return counts
 
     def position_of(self, product_id):
         if self._positions is None:
@@ -602,7 +794,7 @@ class BsonIndex:
     def _pread(self, offset, length, product_id):
         data = os.pread(self._file(), length, offset)
         if len(data) != length:
-            raise BsonFormatError(self.path, offset, product_id, "file is shorter than its index: was it modified?")
+            raise StaleIndexError(self.path, offset, product_id, "file is shorter than its index")
         return data
 
     def _runs(self, positions):
@@ -629,23 +821,6 @@ class BsonIndex:
         for a, b in zip(bounds[:-1], bounds[1:]):
             os.posix_fadvise(fd, offsets[a], ends[b - 1] - offsets[a], os.POSIX_FADV_WILLNEED)
 
-    def cached(self, positions, sample=16):
-        """Whether the documents at `positions` look cached: True when the first byte of each
-        of up to `sample` of them, spread over `positions`, is in the page cache (a one-byte
-        `RWF_NOWAIT` read; on a miss the kernel starts reading that page, as `prefetch` would).
-        False where `RWF_NOWAIT` does not exist."""
-        if not _NOWAIT or not len(positions):
-            return False
-        fd, probe = self._file(), bytearray(1)
-        picks = np.unique(np.linspace(0, len(positions) - 1, min(sample, len(positions))).astype(np.int64))
-        for offset in self.records["offset"][np.asarray(positions)[picks]].tolist():
-            try:
-                if os.preadv(fd, [probe], offset, _NOWAIT) != 1:
-                    return False
-            except BlockingIOError:
-                return False
-        return True
-
     def read_into(self, positions, buffer):
         """Read the documents at `positions` one after another into `buffer` (writable, at least
         their total length), with one `pread` per run of documents that follow each other in
@@ -665,8 +840,8 @@ class BsonIndex:
             while done < end - begin:
                 n = os.preadv(fd, [view[begin + done:end]], offset + done)
                 if not n:
-                    raise BsonFormatError(self.path, offset, int(self.records["product_id"][positions[a]]),
-                                          "file is shorter than its index: was it modified?")
+                    raise StaleIndexError(self.path, offset, int(self.records["product_id"][positions[a]]),
+                                          "file is shorter than its index")
                 done += n
         return starts[:-1]
 
@@ -698,11 +873,11 @@ class BsonIndex:
                 doc = bson.decode(raw)
                 pictures = [img["picture"] for img in doc["imgs"]]
             except (bson.errors.BSONError, KeyError, TypeError) as e:
-                raise BsonFormatError(self.path, offset, product_id, f"cannot decode the product: {e}") from None
+                raise StaleIndexError(self.path, offset, product_id, f"cannot decode the product: {e}") from None
             found_id, found_category = doc.get("_id"), doc.get("category_id", NO_CATEGORY)
         if found_id != product_id or len(pictures) != n_images or found_category != category_id:
-            raise BsonFormatError(self.path, offset, product_id,
-                                  "document differs from its index entry: was the file modified?")
+            raise StaleIndexError(self.path, offset, product_id,
+                                  "document differs from its index entry")
         return pictures
 
     def iter_raw(self, start=0, stop=None, chunk_bytes=CHUNK_BYTES):
@@ -718,8 +893,8 @@ class BsonIndex:
             end = int(offsets[j - 1] + lengths[j - 1])
             block = os.pread(self._file(), end - begin, begin)
             if len(block) != end - begin:
-                raise BsonFormatError(self.path, begin, int(self.records["product_id"][i]),
-                                      "file is shorter than its index: was it modified?")
+                raise StaleIndexError(self.path, begin, int(self.records["product_id"][i]),
+                                      "file is shorter than its index")
             for k in range(i, j):
                 lo = int(offsets[k]) - begin
                 yield k, block[lo:lo + int(lengths[k])]

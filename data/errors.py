@@ -22,3 +22,15 @@ class DataInputError(ValueError):
 
 class BsonFormatError(DataInputError):
     """A document that is not a valid Kaggle product (truncated, corrupt, missing keys, duplicate id)."""
+
+
+class StaleIndexError(BsonFormatError):
+    """A document that no longer matches the file's cached index: the file changed after it
+    was indexed (rebuild the index: `python -m data.bson_index --rebuild FILE`)."""
+
+    HINT = "the file no longer matches its index: was it modified after indexing?"
+
+    def __init__(self, path, offset, product_id, reason):
+        if self.HINT not in reason:
+            reason = f"{reason}; {self.HINT}"
+        super().__init__(path, offset, product_id, reason)

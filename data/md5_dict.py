@@ -57,7 +57,7 @@ import numpy as np
 from tqdm import tqdm
 
 from data.atomic import atomic_path
-from data.bson_index import BsonIndex, NO_CATEGORY
+from data.bson_index import BsonIndex, NO_CATEGORY, image_rows
 from data.parallel import ordered_map
 from data.split_train_bson import SIDES, Split, file_signature
 
@@ -217,23 +217,6 @@ class CountLookup:
 # --------------------------------------------------------------------------------------------
 # Per-image digests of a BSON file (one parallel pass, cached)
 # --------------------------------------------------------------------------------------------
-def first_image_rows(index):
-    """(n_products + 1,) int64: images of the product at position p are rows first[p]:first[p+1]
-    of a per-image table in index order."""
-    first = np.zeros(len(index) + 1, np.int64)
-    np.cumsum(index.n_images, out=first[1:])
-    return first
-
-
-def image_rows(first_image, positions):
-    """Rows of the images of the products at `positions` (in that order), per `first_image_rows`."""
-    positions = np.asarray(positions, np.int64)
-    counts = first_image[positions + 1] - first_image[positions]
-    before = np.zeros(len(positions), np.int64)
-    np.cumsum(counts[:-1], out=before[1:])
-    return np.repeat(first_image[positions] - before, counts) + np.arange(int(counts.sum()))
-
-
 class ImageDigests:
     """MD5 of every image and hash of every product of an indexed BSON file, in index order.
 
@@ -250,7 +233,7 @@ class ImageDigests:
 
     @classmethod
     def compute(cls, index, workers=None, progress=True):
-        first = first_image_rows(index)
+        first = index.first_image
         image_md5s = np.empty((first[-1], DIGEST_SIZE), np.uint8)
         product_hashes = np.empty((len(index), DIGEST_SIZE), np.uint8)
         workers = workers or os.cpu_count()
@@ -283,7 +266,7 @@ class ImageDigests:
             with np.load(cache_path) as z:
                 if json.loads(z["meta"].tobytes().decode()) == cls._signature(index):
                     log.info("using cached image MD5s %s", cache_path)
-                    return cls(z["image_md5"], z["product_hash"], first_image_rows(index))
+                    return cls(z["image_md5"], z["product_hash"], index.first_image)
         digests = cls.compute(index, workers, progress)
         try:
             digests.save(cache_path, index)

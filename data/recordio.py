@@ -26,6 +26,8 @@ import numpy as np
 
 MAGIC = 0xCED7230A
 MAGIC_BYTES = struct.pack("<I", MAGIC)
+_MAGIC_EVEN = int.from_bytes(MAGIC_BYTES[0:2], "little")   # `magic_positions`
+_MAGIC_ODD = int.from_bytes(MAGIC_BYTES[1:3], "little")
 IR_HEADER = struct.Struct("<IfQQ")          # mx.recordio._IR_FORMAT ('IfQQ') on little-endian
 MAX_RECORD_BYTES = (1 << 29) - 1            # lrec keeps 29 bits for the length
 _LREC_SHIFT = 29
@@ -48,6 +50,48 @@ def _aligned_magic(buf, start=0, stop=None):
     while pos >= 0 and pos % 4:
         pos = buf.find(MAGIC_BYTES, pos + 1, stop)
     return pos
+
+
+def magic_positions(buf, start=0, stop=None, chunk=1 << 20):
+    """Every position p in [start, stop - 4] where buf[p:p+4] is the magic word, at any
+    alignment (int64 array, ascending); vectorised. A magic word at an even position starts
+    with the aligned 16-bit word `0a 23`, one at an odd position holds the aligned `23 d7`:
+    two comparisons of aligned 16-bit words find the few candidates, checked byte by byte
+    (`chunk`, even, bytes at a time)."""
+    u8 = np.frombuffer(buf, np.uint8)
+    stop = len(u8) if stop is None else stop
+    found = []
+    for a in range(start & ~1, stop - 3, chunk):
+        b = min(a + chunk, stop - 3)                        # candidate starts in [a, b)
+        words = np.frombuffer(buf, np.uint16, count=(b - a + 2) // 2, offset=a)
+        candidates = np.concatenate([np.flatnonzero(words == _MAGIC_EVEN) * 2 + a,
+                                     np.flatnonzero(words == _MAGIC_ODD) * 2 + a - 1])
+        candidates = np.sort(candidates[(candidates >= max(start, a)) & (candidates < b)])
+        match = np.ones(len(candidates), bool)
+        for k in range(4):
+            match &= u8[candidates + k] == MAGIC_BYTES[k]
+        found.append(candidates[match])
+    return np.concatenate(found) if found else np.zeros(0, np.int64)
+
+
+def image_record_bytes(image_lengths, magic_words, record_ids):
+    """Bytes of the records `ImageRecordWriter` writes for images of `image_lengths` bytes that
+    hold `magic_words` aligned magic words each (`aligned_magic_words`), with IRHeader ids
+    `record_ids`: frame, IRHeader, image, padding to 4, and 4 more bytes for each split (a
+    frame of 8 bytes replaces the dropped magic word). Besides the image, only the id words
+    can hold the magic (a label is a class id or -1, `id2` an image number)."""
+    payload = np.asarray(image_lengths, np.int64) + IR_HEADER.size
+    ids = np.asarray(record_ids, np.int64)
+    splits = np.asarray(magic_words, np.int64) + ((ids & 0xFFFFFFFF) == MAGIC) + ((ids >> 32) == MAGIC)
+    return _FRAME.size + payload + (-payload & 3) + 4 * splits
+
+
+def aligned_magic_words(image):
+    """How many times dmlc's RecordIO writer splits the record of `image`: the 4-byte-aligned
+    words of the image equal to the magic (the IRHeader before it is 24 bytes, so the image's
+    own aligned words are the payload's)."""
+    n = len(image) & ~3
+    return int(np.count_nonzero(np.frombuffer(image, np.uint32, count=n // 4) == MAGIC)) if n else 0
 
 
 def encode_record(payload):

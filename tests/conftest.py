@@ -1,4 +1,5 @@
 """Shared pytest fixtures: small real BSON files written with pymongo's bson module."""
+import copy
 import os
 import shutil
 
@@ -6,6 +7,8 @@ import bson
 import cv2
 import numpy as np
 import pytest
+
+from data.recordio import MAGIC_BYTES as RECORDIO_MAGIC
 
 REAL_DIR = os.environ.get("CDISCOUNT_REAL_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "real"))
 REAL_TRAIN_EXAMPLE = os.path.join(REAL_DIR, "train_example.bson")
@@ -63,6 +66,30 @@ def make_products(n, n_categories=5, test=False, first_id=0, seed=0, categories=
         doc["imgs"] = [{"picture": jpeg_bytes(seed * 100003 + pid * 7 + k)} for k in range(1 + rng.randint(4))]
         docs.append(doc)
         pid += 1 + rng.randint(3)
+    return docs
+
+
+def with_magic_words(docs, seed=0):
+    """Copies of `docs` whose pictures hold RecordIO's magic word at aligned and unaligned
+    offsets, at their very end, and as their whole content."""
+    docs = copy.deepcopy(docs)
+    rng = np.random.RandomState(seed)
+    for d, doc in enumerate(docs):
+        for k, img in enumerate(doc["imgs"]):
+            picture = bytearray(img["picture"])
+            choice = (d + k) % 5
+            if choice == 1:
+                for _ in range(3):
+                    at = 4 * rng.randint(len(picture) // 4 - 1)              # aligned: a split
+                    picture[at:at + 4] = RECORDIO_MAGIC
+            elif choice == 2:
+                at = 4 * rng.randint(len(picture) // 4 - 1) + 1 + rng.randint(3)   # unaligned: none
+                picture[at:at + 4] = RECORDIO_MAGIC
+            elif choice == 3:
+                picture = picture[:len(picture) & ~3] + RECORDIO_MAGIC + picture[:rng.randint(4)]   # near the end
+            elif choice == 4 and d % 3 == 0:
+                picture = bytearray(RECORDIO_MAGIC * (1 + rng.randint(6)))
+            img["picture"] = bytes(picture)
     return docs
 
 

@@ -17,13 +17,13 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from conftest import jpeg_bytes, make_products, write_bson
+from conftest import jpeg_bytes, make_products, with_magic_words, write_bson
 from data.bson_index import BsonIndex
-from data.bson2rec import ConvertOptions, convert, output_paths, plan_parts
+from data.bson2rec import ConvertOptions, convert, output_paths, plan_parts, shuffled_order
 from data.categories import CategoryMap
-from data.errors import DataInputError
+from data.errors import DataInputError, StaleIndexError
 from data.md5_dict import build_dictionary
-from data.recordio import MAGIC_BYTES, ImageRecordWriter, encode_record, pack_header
+from data.recordio import MAGIC_BYTES, ImageRecordWriter, aligned_magic_words, encode_record, pack_header
 from data.split_train_bson import Split
 
 CATEGORIES = [1000000000 + 17 * c for c in range(5)]      # make_products' default categories
@@ -173,12 +173,7 @@ def test_parts_cover_the_order_in_balanced_consecutive_ranges():
     sizes = [lengths[a:b].sum() for a, b in parts]
     assert len(parts) == -(-lengths.sum() // 1_000_000) and max(sizes) - min(sizes) < 2 * lengths.max()
     assert plan_parts(np.array([], np.int64), 10) == []
-    staggered = plan_parts(lengths, 1_000_000, stagger=True)
-    sizes = [lengths[a:b].sum() for a, b in staggered]
-    assert staggered[0][0] == 0 and staggered[-1][1] == 500 and all(a[1] == b[0] for a, b in zip(staggered, staggered[1:]))
-    assert len(staggered) == len(parts) + 1 and abs(sizes[0] - sizes[1] / 2) < 2 * lengths.max()
-    assert max(sizes[1:-1]) - min(sizes[1:-1]) < 2 * lengths.max()
-    assert plan_parts(lengths[:5], 1_000_000, stagger=True) == [(0, 5)]
+    assert plan_parts(lengths[:5], 1_000_000) == [(0, 5)]
 
 
 # ---- filters ---------------------------------------------------------------------------------
@@ -388,7 +383,7 @@ def test_conversion_killed_midway_resumes_to_byte_identical_output(tmp_path, csv
     rec = str(tmp_path / "killed" / "A_train.rec")
     process = subprocess.Popen(command + ["--out", rec], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
-    parts = str(tmp_path / "killed" / ".A_train.parts" / "part-*.npz")
+    parts = str(tmp_path / "killed" / ".A_train.parts" / "part-*.done")
     deadline = time.time() + 60
     while len(glob.glob(parts)) < 8 and process.poll() is None and time.time() < deadline:
         time.sleep(0.002)
@@ -421,7 +416,8 @@ def test_finished_output_is_left_alone_unless_forced_or_inputs_change(train_bson
 def test_cli_help_lists_the_options():
     result = subprocess.run([sys.executable, "-m", "data.bson2rec", "--help"], capture_output=True, text=True)
     assert result.returncode == 0
-    for option in ("--split", "--unique-md5", "--single-label-md5", "--max-per-category", "--skip-bad", "--workers"):
+    for option in ("--split", "--unique-md5", "--single-label-md5", "--max-per-category", "--skip-bad", "--workers",
+                   "--shuffle-block-kb"):
         assert option in result.stdout
 
 
@@ -657,9 +653,12 @@ def test_a_document_damaged_after_indexing_stops_with_a_located_error_or_is_skip
     with pytest.raises(DataInputError) as error:
         convert(path, str(tmp_path / "stop.rec"), small_options(csv_path, shuffle=False), progress=False)
     assert (error.value.path, error.value.offset, error.value.product_id) == (path, offset, docs[k]["_id"])
+    assert isinstance(error.value, StaleIndexError) and "modified" in error.value.reason
+    # With --skip-bad the file is indexed again, which finds the damaged document bad.
     report = convert(path, str(tmp_path / "skip.rec"), small_options(csv_path, shuffle=False, skip_bad=True),
                      progress=False)
-    assert [(s["offset"], s["product_id"]) for s in report["skipped"]] == [(offset, docs[k]["_id"])]
+    assert [(s["offset"], s["product_id"]) for s in report["index_problems"] + report["skipped"]] == \
+        [(offset, docs[k]["_id"])]
     assert {(r[1], r[2]) for r in read_records(str(tmp_path / "skip.rec"))} == \
         {(d["_id"], n) for i, d in enumerate(docs) if i != k for n in range(len(d["imgs"]))}
 
@@ -679,43 +678,98 @@ def test_batched_reads_fill_the_buffer_in_order_and_detect_a_shorter_file(tmp_pa
     assert (error.value.offset, error.value.product_id) == (index.records["offset"][4], docs[4]["_id"])
 
 
-def test_parts_left_in_their_own_file_are_copied_into_place(train_bson, csv_path, tmp_path, monkeypatch):
-    """A worker that finishes before an earlier part's size is known leaves its records in
-    part-NNNNN.rec; the parent copies them into place, also after an interruption."""
-    import data.bson2rec as bson2rec
-    path, _ = train_bson
-    reference = str(tmp_path / "reference" / "A.rec")
-    convert(path, reference, small_options(csv_path), progress=False)
-    convert_part, copies = bson2rec.convert_part, []
+# ---- planned places: block shuffle, record sizes known from the index --------------------------
 
-    def late_predecessor(job, part):        # odd parts find an earlier part's size unknown
-        if part % 2 == 0:
-            return convert_part(job, part)
-        job.part_offset = lambda part: None
-        try:
-            return convert_part(job, part)
-        finally:
-            del job.part_offset
+def test_shuffled_order_permutes_blocks_of_consecutive_products():
+    sizes = np.random.RandomState(1).randint(2_000, 30_000, 400)
+    np.testing.assert_array_equal(shuffled_order(sizes, 5, 0), np.random.RandomState(5).permutation(400))
+    order = shuffled_order(sizes, 5, 65536)
+    assert sorted(order.tolist()) == list(range(400))
+    # Blocks: the products whose records start in the same 64 KB stretch of the file-order output.
+    starts = np.cumsum(sizes) - sizes
+    block_of = np.unique(starts // 65536, return_inverse=True)[1]
+    blocks_in_order = [b for i, b in enumerate(block_of[order]) if i == 0 or block_of[order][i - 1] != b]
+    assert blocks_in_order == np.random.RandomState(5).permutation(block_of.max() + 1).tolist()
+    for b in range(block_of.max() + 1):
+        members = order[block_of[order] == b]
+        assert members.tolist() == list(range(members[0], members[0] + len(members))), "file order within a block"
+    assert 3 <= np.mean(np.bincount(block_of)) <= 8
+    assert not np.array_equal(shuffled_order(sizes, 6, 65536), order)
 
-    monkeypatch.setattr(bson2rec, "convert_part", late_predecessor)
-    copy_into = bson2rec._copy_into
-    monkeypatch.setattr(bson2rec, "_copy_into", lambda *a: (copies.append(a), copy_into(*a))[1])
+
+def test_pictures_holding_the_magic_word_go_to_their_planned_places(tmp_path, csv_path):
+    docs = with_magic_words(make_products(80, seed=21))
+    path = write_bson(str(tmp_path / "magic.bson"), docs)
+    index = BsonIndex.load_or_build(path)
+    pictures = [img["picture"] for d in docs for img in d["imgs"]]
+    assert index.picture_lengths.tolist() == [len(p) for p in pictures]
+    assert index.picture_magic(np.arange(len(pictures))).tolist() == [aligned_magic_words(p) for p in pictures]
+    assert sum(aligned_magic_words(p) > 0 for p in pictures) >= 20
+    reference = None
     for workers in (1, 2):
-        rec = str(tmp_path / f"spilled{workers}" / "A.rec")
-        convert(path, rec, small_options(csv_path, workers=workers), progress=False)
-        assert file_bytes(*output_paths(rec)) == file_bytes(*output_paths(reference))
-    n_parts = len(plan_parts(BsonIndex.load(path).records["length"], int(0.02 * 2**20), stagger=True))
-    assert len(copies) >= 2 * (n_parts // 2)
+        rec = str(tmp_path / f"magic{workers}.rec")
+        report = convert(path, rec, small_options(csv_path, workers=workers, shuffle_block_kb=2), progress=False)
+        records = read_records(rec)
+        assert read_sequentially(rec) == records
+        assert {(pid, k): (label, image) for label, pid, k, image in records} == \
+            expected_images(docs, CategoryMap.from_csv(csv_path))
+        assert report["rec_bytes"] == os.path.getsize(rec)
+        reference = reference or file_bytes(*output_paths(rec))
+        assert file_bytes(*output_paths(rec)) == reference
 
-    def interrupted(*args):
-        raise KeyboardInterrupt
 
-    monkeypatch.setattr(bson2rec, "_copy_into", interrupted)
-    rec = str(tmp_path / "interrupted" / "A.rec")
-    with pytest.raises(KeyboardInterrupt):
-        convert(path, rec, small_options(csv_path, workers=1), progress=False)
-    assert glob.glob(str(tmp_path / "interrupted" / ".A.parts" / "part-*.rec"))
-    monkeypatch.setattr(bson2rec, "_copy_into", copy_into)
-    monkeypatch.setattr(bson2rec, "convert_part", convert_part)
-    convert(path, rec, small_options(csv_path, workers=2), progress=False)
-    assert file_bytes(*output_paths(rec)) == file_bytes(*output_paths(reference))
+def test_a_magic_word_written_into_a_picture_after_indexing_is_caught(tmp_path, csv_path):
+    docs = make_products(20, seed=22)
+    path = write_bson(str(tmp_path / "train.bson"), docs)
+    BsonIndex.load_or_build(path)
+    k = 9
+    offset = sum(len(bson.encode(d)) for d in docs[:k])
+    raw = bytearray(open(path, "rb").read())
+    start = offset + bson.encode(docs[k]).index(docs[k]["imgs"][0]["picture"])
+    raw[start + 8:start + 12] = MAGIC_BYTES             # same size, an aligned magic word: a longer record
+    stat = os.stat(path)
+    with open(path, "wb") as f:
+        f.write(raw)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    with pytest.raises(StaleIndexError, match="where the index plans") as error:
+        convert(path, str(tmp_path / "stop.rec"), small_options(csv_path), progress=False)
+    assert (error.value.offset, error.value.product_id) == (offset, docs[k]["_id"])
+    # With --skip-bad the file is indexed again and converted exactly.
+    rec = str(tmp_path / "skip.rec")
+    report = convert(path, rec, small_options(csv_path, skip_bad=True), progress=False)
+    assert report["index_problems"] == [] and report["skipped"] == []
+    changed = copy.deepcopy(docs)
+    picture = bytearray(changed[k]["imgs"][0]["picture"])
+    picture[8:12] = MAGIC_BYTES
+    changed[k]["imgs"][0]["picture"] = bytes(picture)
+    assert {(pid, n): (label, image) for label, pid, n, image in read_records(rec)} == \
+        expected_images(changed, CategoryMap.from_csv(csv_path))
+
+
+def test_the_output_is_preallocated_where_the_file_system_can(tmp_path):
+    from data.bson2rec import preallocate
+    path = tmp_path / "out.rec"
+    with open(path, "wb") as f:
+        f.truncate(10 << 20)
+        before = os.fstat(f.fileno()).st_blocks
+        preallocate(f.fileno(), 10 << 20)
+        after = os.fstat(f.fileno()).st_blocks
+    assert os.path.getsize(path) == 10 << 20 and open(path, "rb").read(4096) == bytes(4096)
+    if not sys.platform.startswith("linux") or before == after == 0:
+        pytest.skip("no fallocate(2) here")
+    assert after * 512 >= 10 << 20
+
+
+def test_magic_positions_finds_every_occurrence_at_any_alignment():
+    from data.recordio import magic_positions
+    rng = np.random.RandomState(1)
+    for _ in range(300):
+        n = rng.randint(1, 300)
+        buf = bytearray(rng.randint(0, 256, n, dtype=np.uint8).tobytes())
+        for _ in range(rng.randint(0, 5) if n >= 4 else 0):
+            at = rng.randint(0, n - 3)
+            buf[at:at + 4] = MAGIC_BYTES
+        start = rng.randint(0, n)
+        stop = rng.randint(start, n + 1)
+        expected = [p for p in range(start, stop - 3) if buf[p:p + 4] == MAGIC_BYTES]
+        assert magic_positions(buf, start, stop, chunk=int(rng.choice([2, 4, 16, 1 << 20]))).tolist() == expected

@@ -6,9 +6,10 @@ import bson
 import numpy as np
 import pytest
 
-from conftest import make_products, write_bson
+from conftest import make_products, with_magic_words, write_bson
 from data.bson_index import BsonIndex, index_path_for, scan_bson
 from data.errors import BsonFormatError
+from data.recordio import aligned_magic_words
 
 
 def decode_all(path):
@@ -198,3 +199,61 @@ def test_other_layouts_take_the_general_path(tmp_path):
     assert index.product_ids.tolist() == [2**40, 7]
     assert index.n_images.tolist() == [1, 12] and index.category_ids.tolist() == [1000000017, 5]
     assert index.read(1) == docs[1]
+
+
+# ---- pictures: lengths and RecordIO magic words, for planning the conversion -----------------
+
+@pytest.mark.parametrize("chunk_bytes", [None, 40_000, 40_001, 40_002, 40_003])
+def test_picture_lengths_and_magic_words_match_the_decoded_pictures(chunk_bytes, tmp_path, monkeypatch):
+    """Also when the read buffer is small, so that magic words straddle its refills."""
+    from bson.int64 import Int64
+    docs = with_magic_words(make_products(120, seed=9), seed=3)
+    docs[5]["_id"] = Int64(docs[5]["_id"])                         # other layouts: decoded
+    docs[7]["imgs"] = docs[7]["imgs"] * 4
+    path = write_bson(str(tmp_path / "magic.bson"), docs)
+    if chunk_bytes:
+        assert max(len(bson.encode(d)) for d in docs) < chunk_bytes
+        monkeypatch.setattr("data.bson_index.CHUNK_BYTES", chunk_bytes)
+    index = BsonIndex.build(path)
+    pictures = [img["picture"] for d in docs for img in d["imgs"]]
+    assert index.picture_lengths.tolist() == [len(p) for p in pictures]
+    magic = index.picture_magic(np.arange(len(pictures)))
+    assert magic.tolist() == [aligned_magic_words(p) for p in pictures] and magic.sum() >= 40
+    assert list(index.magic_rows) == sorted(index.magic_rows)
+    for pos in (5, 7, 60):
+        rows = index.image_rows([pos])
+        assert [pictures[r] for r in rows] == index.pictures(pos)
+
+
+def test_dropped_duplicates_keep_the_pictures_of_the_others_aligned(tmp_path):
+    docs = with_magic_words(make_products(30, seed=10), seed=4)
+    docs[12]["_id"] = docs[10]["_id"]
+    path = write_bson(str(tmp_path / "dup.bson"), docs)
+    index = BsonIndex.build(path, skip_bad=True)
+    kept = docs[:12] + docs[13:]
+    pictures = [img["picture"] for d in kept for img in d["imgs"]]
+    assert len(index) == len(kept) and index.picture_lengths.tolist() == [len(p) for p in pictures]
+    assert index.picture_magic(np.arange(len(pictures))).tolist() == [aligned_magic_words(p) for p in pictures]
+    assert BsonIndex.load(index.save() and path) is not None
+
+
+def test_the_reader_finds_every_magic_word_across_its_refills(tmp_path, monkeypatch):
+    from data.bson_index import _Reader
+    from data.recordio import MAGIC_BYTES
+    rng = np.random.RandomState(0)
+    data = bytearray(rng.randint(0, 0x0A, 20_000, dtype=np.uint8).tobytes())     # no 0x0A byte: no magic
+    where = list(range(0, len(data) - 4, 37))
+    for at in where:
+        data[at:at + 4] = MAGIC_BYTES
+    path = tmp_path / "bytes.bin"
+    path.write_bytes(bytes(data))
+    monkeypatch.setattr("data.bson_index.CHUNK_BYTES", 1000)
+    with open(path, "rb", buffering=0) as f:
+        r = _Reader(f, len(data))
+        refills = 0
+        while not (r.at_eof and r.pos >= r.filled):
+            base = r.base
+            r.fill(1000)
+            refills += r.base != base
+            r.pos = min(r.filled, r.pos + 1 + rng.randint(999))
+    assert refills >= 20 and r.magic == where
