@@ -628,14 +628,27 @@ def test_every_layout_converts_like_bson_decode(tmp_path, csv_path):
     assert report["records"] == len(records)
 
 
-@pytest.mark.parametrize("damage", ["picture_length", "array_terminator", "element_type"])
-def test_a_document_damaged_after_indexing_stops_with_a_located_error_or_is_skipped(damage, tmp_path, csv_path):
-    docs = make_products(12, seed=14)
+def indexed_file(tmp_path, docs):
+    """(docs, path, file bytes) of a written and indexed train.bson."""
     path = write_bson(str(tmp_path / "train.bson"), docs)
     BsonIndex.load_or_build(path)
+    return docs, path, bytearray(open(path, "rb").read())
+
+
+def overwrite_behind_the_index(path, raw):
+    """Write `raw` over the file with the same size and time, so that its cached index stays valid."""
+    stat = os.stat(path)
+    with open(path, "wb") as f:
+        f.write(raw)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert BsonIndex.load(path) is not None
+
+
+@pytest.mark.parametrize("damage", ["picture_length", "array_terminator", "element_type"])
+def test_a_document_damaged_after_indexing_stops_with_a_located_error_or_is_skipped(damage, tmp_path, csv_path):
+    docs, path, raw = indexed_file(tmp_path, make_products(12, seed=14))
     k = 6
     offset = sum(len(bson.encode(d)) for d in docs[:k])
-    raw = bytearray(open(path, "rb").read())
     doc = bson.encode(docs[k])
     first_picture = doc.index(b"\x05picture\x00")
     if damage == "picture_length":
@@ -645,11 +658,7 @@ def test_a_document_damaged_after_indexing_stops_with_a_located_error_or_is_skip
         raw[offset + imgs + 6 + struct.unpack_from("<i", doc, imgs + 6)[0] - 1] = 7
     else:
         raw[offset + first_picture] = 0x02                           # picture: a string, not binary
-    stat = os.stat(path)
-    with open(path, "wb") as f:
-        f.write(raw)
-    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))         # the cached index stays valid
-    assert BsonIndex.load(path) is not None
+    overwrite_behind_the_index(path, raw)
     with pytest.raises(DataInputError) as error:
         convert(path, str(tmp_path / "stop.rec"), small_options(csv_path, shuffle=False), progress=False)
     assert (error.value.path, error.value.offset, error.value.product_id) == (path, offset, docs[k]["_id"])
@@ -719,18 +728,12 @@ def test_pictures_holding_the_magic_word_go_to_their_planned_places(tmp_path, cs
 
 
 def test_a_magic_word_written_into_a_picture_after_indexing_is_caught(tmp_path, csv_path):
-    docs = make_products(20, seed=22)
-    path = write_bson(str(tmp_path / "train.bson"), docs)
-    BsonIndex.load_or_build(path)
+    docs, path, raw = indexed_file(tmp_path, make_products(20, seed=22))
     k = 9
     offset = sum(len(bson.encode(d)) for d in docs[:k])
-    raw = bytearray(open(path, "rb").read())
     start = offset + bson.encode(docs[k]).index(docs[k]["imgs"][0]["picture"])
     raw[start + 8:start + 12] = MAGIC_BYTES             # same size, an aligned magic word: a longer record
-    stat = os.stat(path)
-    with open(path, "wb") as f:
-        f.write(raw)
-    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    overwrite_behind_the_index(path, raw)
     with pytest.raises(StaleIndexError, match="where the index plans") as error:
         convert(path, str(tmp_path / "stop.rec"), small_options(csv_path), progress=False)
     assert (error.value.offset, error.value.product_id) == (offset, docs[k]["_id"])
