@@ -708,7 +708,7 @@ def convert(bson_path, rec_path, options=ConvertOptions(), progress=True):
         index.save()
         report = _convert_indexed(index, options, shuffle, fingerprint, inputs, paths, parts_dir, progress)
     elapsed = time.time() - started
-    log.info("%s: %d records, %.1f MB in %.1f s (%.1f MB/s of BSON input)", rec_path, report["records"],
+    log.info("%s: %d records, %.1f MB in %.2f s (%.1f MB/s of BSON input)", rec_path, report["records"],
              report["rec_bytes"] / 1e6, elapsed, report["bson_bytes"] / 1e6 / max(elapsed, 1e-9))
     return report
 
