@@ -92,7 +92,7 @@ import numpy as np
 from tqdm import tqdm
 
 from data.atomic import atomic_open, write_json
-from data.bson_index import BsonIndex, image_rows, locate_pictures
+from data.bson_index import BsonIndex, first_rows, image_rows, locate_pictures
 from data.categories import CategoryMap, UnknownCategoryError
 from data.errors import DataInputError, StaleIndexError
 from data.md5_dict import ImageDigests, Md5Dictionary, first_occurrences
@@ -249,8 +249,7 @@ class Plan:
     @classmethod
     def make(cls, index, positions, labels, keep, shuffle=False, seed=DEFAULT_SEED, block_bytes=0, chunk=1 << 16):
         n_images = index.n_images[positions].astype(np.int64)
-        keep_first = np.zeros(len(positions) + 1, np.int64)
-        np.cumsum(n_images, out=keep_first[1:])
+        keep_first = first_rows(n_images)
         record_bytes = np.empty(int(keep_first[-1]), np.uint32)
         product_bytes = np.zeros(len(positions), np.int64)
         for a in range(0, len(positions), chunk):      # (bounded temporaries)
@@ -591,7 +590,7 @@ def _with_images(index, positions, labels, keep):
     if keep is None:
         return positions, labels, keep
     n_images = index.n_images[positions].astype(np.int64)
-    has_images = np.add.reduceat(keep, np.cumsum(n_images) - n_images) > 0 if len(keep) else n_images > 0
+    has_images = np.add.reduceat(keep, first_rows(n_images)[:-1]) > 0 if len(keep) else n_images > 0
     return positions[has_images], labels[has_images], keep[np.repeat(has_images, n_images)]
 
 
@@ -611,9 +610,7 @@ def _undecodable_in(state, task):
 def verify_jpegs(index, positions, keep, workers, skip_bad, skipped, progress=True):
     """Decode every kept image of `positions` with OpenCV (in parallel); returns the keep mask
     without the undecodable ones, whose errors go to `skipped` (or the first raises)."""
-    n_images = index.n_images[positions].astype(np.int64)
-    first = np.zeros(len(positions) + 1, np.int64)
-    np.cumsum(n_images, out=first[1:])
+    first = first_rows(index.n_images[positions].astype(np.int64))
     lengths = index.records["length"][positions]
     chunks = plan_parts(lengths, 4 << 20)
     state = (index, positions, keep, first)
@@ -705,8 +702,7 @@ def convert(bson_path, rec_path, options=ConvertOptions(), progress=True):
         # The file changed behind its index (same size and time): index it again, which
         # sorts out what is bad now, and convert from the new index.
         log.warning("%s; indexing %s again", e, bson_path)
-        index = BsonIndex.build(bson_path, skip_bad=True, kind=index.kind, progress=progress)
-        index.save()
+        index = BsonIndex.load_or_build(bson_path, skip_bad=True, kind=index.kind, progress=progress, rebuild=True)
         report = _convert_indexed(index, options, shuffle, fingerprint, inputs, paths, parts_dir, progress)
     elapsed = time.time() - started
     log.info("%s: %d records, %.1f MB in %.2f s (%.1f MB/s of BSON input)", rec_path, report["records"],

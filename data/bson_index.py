@@ -9,9 +9,10 @@ and 4 bytes an image, so the 7 M-product `train.bson` indexes into ~260 MB whate
 `fork`) and byte-balanced ranges for parallel readers. It also holds what the conversion to
 RecordIO needs to place every record before writing any: each picture's length and, for the
 few pictures that hold them, the number of 4-byte-aligned RecordIO magic words (the pass
-finds every occurrence of the magic word with numpy as it reads). `locate_pictures` (many documents at once, numpy) and `BsonIndex.pictures`
-find the JPEG bytes inside Kaggle-layout documents by the same kind of structural walk,
-without decoding the documents; other layouts are decoded with pymongo.
+finds every occurrence of the magic word with numpy as it reads). Kaggle-layout documents
+are parsed many at a time with numpy (`kaggle_layout`, also behind `locate_pictures`; one by
+one `_kaggle_picture_spans` for `BsonIndex.pictures`), without decoding or copying the JPEG
+bytes; other layouts are checked element by element and decoded with pymongo.
 
 Bad input (a truncated last document, a length prefix that is negative, too small or runs
 past the end of the file, bytes that are not BSON, a product without `imgs`, a train
@@ -230,10 +231,8 @@ def kaggle_layout(buf, starts, lengths):
         counts[sel] += 1
         pos[sel] = nxt
     ok &= (pos == array_end - 1) & (counts >= 1)
-    first = np.zeros(n + 1, np.int64)
-    np.cumsum(counts, out=first[1:])
     found = np.arange(_MAX_FAST_IMAGES) < counts[:, None]
-    return ok, product_ids, category_ids, first, spans[found, 0], spans[found, 1]
+    return ok, product_ids, category_ids, first_rows(counts), spans[found, 0], spans[found, 1]
 
 
 def locate_pictures(buf, starts, lengths, product_ids, n_images, category_ids):
@@ -259,18 +258,12 @@ def _integer(buf, etype, value, key, product_id):
 
 
 def _parse_document(buf, start, length):
-    """(product_id, category_id, pictures) of the document at buf[start:start+length].
-
-    `pictures` is the list of `(start, stop)` positions in `buf` of each picture's bytes for
-    a Kaggle-layout document (`_kaggle_picture_spans`: JPEG bytes skipped, never copied), or
-    for any other layout, once its top-level elements are checked, the list of the pictures'
-    bytes as pymongo decodes them."""
+    """(product_id, category_id, pictures) of the document at buf[start:start+length], one that
+    `kaggle_layout` did not take: once its top-level elements are checked (bad ones raise
+    `_BadDocument` with the reason), its pictures' bytes as pymongo decodes them."""
     end = start + length - 1
     if buf[end] != 0:
         raise _BadDocument("document does not end with NUL: not BSON")
-    fast = _kaggle_picture_spans(buf, start, length)
-    if fast is not None:
-        return fast
     product_id, n_images, category_id = None, None, NO_CATEGORY
     pos = start + 4
     try:
@@ -342,7 +335,7 @@ class _Reader:
         self.buf = bytearray(CHUNK_BYTES)
         self.view = memoryview(self.buf)
         self.base = self.filled = self.pos = 0
-        self.magic = []       # file offsets where the RecordIO magic word starts (see `PictureTable`)
+        self.magic = []       # file offsets where the RecordIO magic word starts (see `_LayoutRun`)
         self.scanned = 0      # every such offset below this one is in `magic`
 
     @property
@@ -398,37 +391,21 @@ class PictureTable:
     def __init__(self):
         self.lengths = array.array("I")
         self.magic_rows, self.magic_counts = [], []
-        self._next_hit = 0
 
-    def add_located(self, lengths, magic):
-        """Add the pictures of one document parsed by `_LayoutRun`: their lengths, and the
-        (image number, count) of those that hold magic words."""
+    def add(self, lengths, magic):
+        """Add the pictures of one document: their lengths, and the (image number, count) of
+        those that hold magic words."""
         row = len(self.lengths)
         self.lengths.extend(lengths)
         for number, count in magic:
             self.magic_rows.append(row + number)
             self.magic_counts.append(count)
 
-    def add(self, pictures, buf, base, hits):
-        """Add the pictures of one document (`_parse_document`'s list); `base` is the file offset
-        of buf[0], `hits` the file offsets of magic words found so far (ascending)."""
-        row = len(self.lengths)
-        if not isinstance(pictures[0], tuple):     # decoded bytes
-            self.lengths.extend(len(p) for p in pictures)
-            counts = [aligned_magic_words(p) for p in pictures]
-        else:
-            self.lengths.extend(b - a for a, b in pictures)
-            start, stop = base + pictures[0][0], base + pictures[-1][1]
-            while self._next_hit < len(hits) and hits[self._next_hit] < start:
-                self._next_hit += 1
-            if self._next_hit == len(hits) or hits[self._next_hit] >= stop:
-                return
-            near = [h - base for h in hits[self._next_hit:] if h < stop]
-            counts = [sum(1 for h in near if a <= h <= b - 4 and (h - a) % 4 == 0) for a, b in pictures]
-        for k, count in enumerate(counts):
-            if count:
-                self.magic_rows.append(row + k)
-                self.magic_counts.append(count)
+
+def _picture_facts(pictures):
+    """(lengths, [(image number, aligned magic words)]) of a document's pictures (bytes)."""
+    magic = [(k, aligned_magic_words(p)) for k, p in enumerate(pictures)]
+    return [len(p) for p in pictures], [(k, n) for k, n in magic if n]
 
 
 class _LayoutRun:
@@ -450,7 +427,7 @@ class _LayoutRun:
         self.base, self.starts, self.next = r.base, starts, 0
         ok, ids, categories, first, picture_starts, picture_lengths = kaggle_layout(buf, starts, lengths)
         self.ok, self.product_ids, self.category_ids = ok.tolist(), ids.tolist(), categories.tolist()
-        self.lengths, self.first, self.picture_lengths = lengths, first.tolist(), picture_lengths.tolist()
+        self.first, self.picture_lengths = first.tolist(), picture_lengths.tolist()
         self.magic = self._magic_words(r, picture_starts, picture_lengths, first)
 
     @staticmethod
@@ -524,47 +501,37 @@ def scan_bson(path, skip_bad=False, kind="auto", problems=None, with_bytes=False
                 i = run.at(r)
             if i is not None and run.ok[i]:        # the common case: a Kaggle-layout document
                 product_id, category_id = run.product_ids[i], run.category_ids[i]
-                if kind == "auto":
-                    kind = "train" if category_id != NO_CATEGORY else "test"
-                if kind == "train" and category_id == NO_CATEGORY:
-                    report(offset, product_id, "train product without category_id")
-                else:
-                    a, b = run.first[i], run.first[i + 1]
-                    if pictures is not None:
-                        pictures.add_located(run.picture_lengths[a:b], run.magic.get(i, ()))
-                    if with_bytes:
-                        yield offset, length, product_id, b - a, category_id, r.view[pos:pos + length]
+                a, b = run.first[i], run.first[i + 1]
+                n_images, facts = b - a, (run.picture_lengths[a:b], run.magic.get(i, ()))
+                run.next = i + 1
+            else:
+                if length < MIN_DOC_LEN or length > MAX_DOC_LEN or offset + length > r.file_size:
+                    product_id = _INT32.unpack_from(buf, pos + 9)[0] \
+                        if buf[pos + 4:pos + 9] == _ID_HEADERS[0] and r.filled - pos >= 13 else None
+                    if length < 0:
+                        reason = f"invalid length prefix: negative document length {length}"
+                    elif length < MIN_DOC_LEN:
+                        reason = f"invalid length prefix: document length {length} is too small"
+                    elif length > MAX_DOC_LEN:
+                        reason = f"invalid length prefix: document length {length} exceeds the 16 MiB BSON limit"
                     else:
-                        yield offset, length, product_id, b - a, category_id
-                r.pos, run.next = pos + length, i + 1
-                continue
-            if length < MIN_DOC_LEN or length > MAX_DOC_LEN or offset + length > r.file_size:
-                product_id = _INT32.unpack_from(buf, pos + 9)[0] \
-                    if buf[pos + 4:pos + 9] == _ID_HEADERS[0] and r.filled - pos >= 13 else None
-                if length < 0:
-                    reason = f"invalid length prefix: negative document length {length}"
-                elif length < MIN_DOC_LEN:
-                    reason = f"invalid length prefix: document length {length} is too small"
-                elif length > MAX_DOC_LEN:
-                    reason = f"invalid length prefix: document length {length} exceeds the 16 MiB BSON limit"
-                else:
-                    reason = (f"truncated document: length {length} runs past the end of the file "
-                              f"({r.file_size - offset} bytes left)")
-                report(offset, product_id, reason)
-                if not r.resync():
-                    return
-                continue
-            try:
-                product_id, category_id, found = _parse_document(buf, pos, length)
-                n_images = len(found)
-            except _BadDocument as e:
-                report(offset, e.product_id, e.reason)
-                # Trust the length prefix only when a document plausibly follows it.
-                if offset + length == r.file_size or _plausible_start(buf, pos + length, r.filled):
-                    r.pos = pos + length
-                elif not r.resync():
-                    return
-                continue
+                        reason = (f"truncated document: length {length} runs past the end of the file "
+                                  f"({r.file_size - offset} bytes left)")
+                    report(offset, product_id, reason)
+                    if not r.resync():
+                        return
+                    continue
+                try:
+                    product_id, category_id, found = _parse_document(buf, pos, length)
+                except _BadDocument as e:
+                    report(offset, e.product_id, e.reason)
+                    # Trust the length prefix only when a document plausibly follows it.
+                    if offset + length == r.file_size or _plausible_start(buf, pos + length, r.filled):
+                        r.pos = pos + length
+                    elif not r.resync():
+                        return
+                    continue
+                n_images, facts = len(found), (_picture_facts(found) if pictures is not None else None)
             if kind == "auto":
                 kind = "train" if category_id != NO_CATEGORY else "test"
             if kind == "train" and category_id == NO_CATEGORY:
@@ -572,7 +539,7 @@ def scan_bson(path, skip_bad=False, kind="auto", problems=None, with_bytes=False
                 r.pos = pos + length
                 continue
             if pictures is not None:
-                pictures.add(found, buf, r.base, r.magic)
+                pictures.add(*facts)
             if with_bytes:
                 yield offset, length, product_id, n_images, category_id, r.view[pos:pos + length]
             else:
@@ -599,6 +566,14 @@ def _drop_duplicates(path, records, skip_bad, problems):
         log.warning("skipping: %s", err)
         problems.append(err.as_dict())
     return keep
+
+
+def first_rows(counts):
+    """(len(counts) + 1,) int64 cumulative sum from 0: the items of group i are rows
+    first[i]:first[i+1] of a table of all groups' items (e.g. images of products)."""
+    first = np.zeros(len(counts) + 1, np.int64)
+    np.cumsum(counts, out=first[1:])
+    return first
 
 
 def image_rows(first_image, positions):
@@ -702,14 +677,15 @@ class BsonIndex:
                        z["magic_counts"])
 
     @classmethod
-    def load_or_build(cls, path, skip_bad=False, kind="auto", progress=False, index_path=None):
-        """The cached index when valid, else build it and cache it beside the file.
+    def load_or_build(cls, path, skip_bad=False, kind="auto", progress=False, index_path=None, rebuild=False):
+        """The cached index when valid (and not `rebuild`), else build it and cache it beside
+        the file.
 
         A cached index that recorded problems is only reused with `skip_bad` (without it,
         the build runs again so that the first problem raises)."""
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path}: no such BSON file")
-        index = cls.load(path, index_path)
+        index = None if rebuild else cls.load(path, index_path)
         if index is not None and (skip_bad or not index.problems) and kind in ("auto", index.kind):
             return index
         index = cls.build(path, skip_bad=skip_bad, kind=kind, progress=progress)
@@ -740,8 +716,7 @@ class BsonIndex:
         """(n_products + 1,) int64: the images of the product at position p are rows
         first_image[p]:first_image[p+1] of a per-image table in index order."""
         if self._first_image is None:
-            self._first_image = np.zeros(len(self) + 1, np.int64)
-            np.cumsum(self.n_images, out=self._first_image[1:])
+            self._first_image = first_rows(self.n_images)
         return self._first_image
 
     def image_rows(self, positions):
@@ -828,8 +803,7 @@ class BsonIndex:
 
         A file shorter than its index raises `BsonFormatError` (naming the run's first product)."""
         offsets, lengths, bounds = self._runs(positions)
-        starts = np.zeros(len(lengths) + 1, np.int64)
-        np.cumsum(lengths, out=starts[1:])
+        starts = first_rows(lengths)
         if starts[-1] > len(buffer):
             raise ValueError(f"buffer of {len(buffer)} bytes for {starts[-1]} bytes of documents")
         fd, view = self._file(), memoryview(buffer)
@@ -947,11 +921,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     for path in args.bson:
-        if args.rebuild:
-            index = BsonIndex.build(path, skip_bad=args.skip_bad, kind=args.kind, progress=True)
-            index.save()
-        else:
-            index = BsonIndex.load_or_build(path, skip_bad=args.skip_bad, kind=args.kind, progress=True)
+        index = BsonIndex.load_or_build(path, skip_bad=args.skip_bad, kind=args.kind, progress=True,
+                                        rebuild=args.rebuild)
         print(json.dumps(index.summary(), indent=2))
         for problem in index.problems:
             print(f"skipped: {problem['path']}: offset {problem['offset']}, product {problem['product_id']}: "
