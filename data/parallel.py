@@ -4,8 +4,15 @@ The data stages hand workers large read-only tables (a BSON offset index, permut
 masks). Forking shares them copy-on-write instead of pickling them into every task; a task
 is then just a small tuple, and each worker opens its own file descriptors
 (`BsonIndex` reopens its file per process).
+
+The workers are a `concurrent.futures.ProcessPoolExecutor`, not a `multiprocessing.Pool`:
+when a task fails while others run, `Pool` terminates its workers and can deadlock on a
+queue lock a killed worker held, and a worker that dies (killed, out of memory) leaves
+`Pool` waiting forever; the executor lets running tasks finish and reports a dead worker
+as `BrokenProcessPool`.
 """
 import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 
 _current = None    # (func, state) of the running map, inherited by the forked workers
 
@@ -21,7 +28,8 @@ def ordered_map(func, state, tasks, workers):
     With one worker (or at most one task) everything runs in this process. Results are
     yielded as soon as they and all earlier ones are done, so the caller can consume them
     (e.g. append part files) while later tasks still run. Closing the generator early or an
-    exception in a task stops the workers."""
+    exception in a task cancels the tasks not started and waits for the running ones; a
+    worker that dies raises `concurrent.futures.process.BrokenProcessPool`."""
     global _current
     if _current is not None:
         raise RuntimeError("ordered_map calls cannot be nested")
@@ -32,7 +40,13 @@ def ordered_map(func, state, tasks, workers):
             for task in tasks:
                 yield func(state, task)
         else:
-            with multiprocessing.get_context("fork").Pool(min(workers, len(tasks))) as pool:
-                yield from pool.imap(_run, tasks)
+            with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=multiprocessing.get_context("fork")) as pool:
+                futures = [pool.submit(_run, task) for task in tasks]
+                try:
+                    for future in futures:
+                        yield future.result()
+                finally:
+                    for future in futures:
+                        future.cancel()
     finally:
         _current = None
