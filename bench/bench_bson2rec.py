@@ -21,6 +21,13 @@ slow.
 Peak memory: the conversion runs as a command; the sum of the proportional set size (PSS)
 of its processes and the largest single RSS are sampled every 20 ms.
 
+`--verification` runs only the case of the picture check (writes
+bench/results/bson2rec_verify.md): what each way of telling a picture that will not decode
+costs per picture (the JPEG signature and end marker alone, `data.jpeg`'s structural check,
+OpenCV's full and 1/8-scale decodes), the cold index pass that runs the structural check
+against a plain read, and cold 2-process conversions with and without `--verify-jpeg`, each
+against a plain read.
+
 CPU time (user + system, all processes) per GB of input is the figure to compare on a shared
 machine: unlike wall time, it does not depend on what else runs. Before each timed conversion
 a scratch file of twice the input's size is written and deleted (`--no-recycle` skips it):
@@ -52,7 +59,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from data.bson2rec import ConvertOptions, convert, output_paths  # noqa: E402
-from data.bson_index import BsonIndex  # noqa: E402
+from data.bson_index import BsonIndex, locate_pictures  # noqa: E402
+from data.jpeg import jpeg_problems  # noqa: E402
 
 OUT = os.path.join(HERE, "out")
 READ_CHUNK = 16 << 20
@@ -188,14 +196,147 @@ def remove_outputs(out_rec):
             os.unlink(p)
 
 
+def timed_call(function):
+    """(wall seconds, CPU seconds of all processes) of `function()`."""
+    start, cpu_start = time.perf_counter(), cpu_seconds()
+    function()
+    return time.perf_counter() - start, cpu_seconds() - cpu_start
+
+
 def timed_convert(path, categories, out_rec, **options):
     """(wall seconds, CPU seconds of all processes) of one conversion."""
     remove_outputs(out_rec)
-    start, cpu_start = time.perf_counter(), cpu_seconds()
-    convert(path, out_rec, ConvertOptions(categories=categories, **options), progress=False)
-    seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu_start
+    times = timed_call(lambda: convert(path, out_rec, ConvertOptions(categories=categories, **options),
+                                       progress=False))
     remove_outputs(out_rec)
-    return seconds, cpu
+    return times
+
+
+CHECK_BATCH = 16384      # pictures checked at once: about what one run of the index pass holds
+
+
+def picture_check_costs(path, repeat, sample=2000):
+    """(pictures, {check: µs per picture}) of each way of telling a picture that will not decode,
+    over the pictures of `path` held in memory (one process): the JPEG signature and end-of-image
+    marker alone, `data.jpeg`'s structural check (what the index pass runs, in batches of
+    CHECK_BATCH pictures), and OpenCV's full decode and 1/8-scale grey decode (on `sample`
+    pictures spread over the file)."""
+    import cv2
+    index = BsonIndex.load_or_build(path)
+    with open(path, "rb") as f:
+        buf = f.read() + bytes(64)     # (the vectorised parsers read a few bytes past a document)
+    rows = index.records
+    ok, _, starts, lengths = locate_pictures(buf, rows["offset"], rows["length"], rows["product_id"],
+                                             rows["n_images"], rows["category_id"])
+    assert ok.all(), "the benchmark input has Kaggle's layout"
+    u8, ends = np.frombuffer(buf, np.uint8), starts + lengths
+    spread = np.linspace(0, len(starts) - 1, min(sample, len(starts))).astype(np.int64)
+
+    def signature_and_end():
+        return (u8[starts] == 0xFF) & (u8[starts + 1] == 0xD8) & (u8[ends - 2] == 0xFF) & (u8[ends - 1] == 0xD9)
+
+    def structural():
+        for a in range(0, len(starts), CHECK_BATCH):
+            assert not jpeg_problems(buf, starts[a:a + CHECK_BATCH], lengths[a:a + CHECK_BATCH]).any()
+
+    def decode(flag):
+        for r in spread:
+            assert cv2.imdecode(u8[starts[r]:ends[r]], flag) is not None
+
+    checks = {"JPEG signature and end-of-image marker only": (signature_and_end, len(starts)),
+              "structural check (`data.jpeg`, the default)": (structural, len(starts)),
+              "OpenCV decode at 1/8 scale, grey (`IMREAD_REDUCED_GRAYSCALE_8`)":
+                  (lambda: decode(cv2.IMREAD_REDUCED_GRAYSCALE_8), len(spread)),
+              "OpenCV full decode (`cv2.imdecode`, the previous `--verify-jpeg`)":
+                  (lambda: decode(cv2.IMREAD_COLOR), len(spread))}
+    costs = {}
+    for name, (function, count) in checks.items():
+        costs[name] = min(timed_call(function)[0] for _ in range(repeat)) / count * 1e6
+    return len(starts), costs
+
+
+def index_pass_without_the_check(path):
+    """`BsonIndex.build` with the picture check replaced by a no-op (this benchmark only), to
+    measure what the check adds to the index pass."""
+    import data.bson_index as bson_index
+    check = bson_index.jpeg_problems
+    bson_index.jpeg_problems = lambda buf, starts, lengths: np.zeros(len(starts), np.uint8)
+    try:
+        BsonIndex.build(path)
+    finally:
+        bson_index.jpeg_problems = check
+
+
+def verification_report(train, categories, size, repeat, paired, rec):
+    """Markdown lines of the `--verification` case (see the module docstring)."""
+    n_pictures, costs = picture_check_costs(train, repeat)
+    print(costs, flush=True)
+    reads = []
+    index_pass = paired(lambda: timed_call(lambda: BsonIndex.build(train)), drop_cache, reads)
+    unchecked_pass = paired(lambda: timed_call(lambda: index_pass_without_the_check(train)), drop_cache, reads)
+    runs = {True: [], False: []}
+    for _ in range(repeat):        # alternated, so that the load of other jobs weighs on both alike
+        for verify in runs:
+            runs[verify].append(paired(lambda: timed_convert(train, categories, rec, workers=2, verify_jpeg=verify),
+                                       drop_cache, reads, repeat=1))
+    conversions = {verify: (min(r[0] for r in done), min(r[1] for r in done), float(np.median([r[2] for r in done])))
+                   for verify, done in runs.items()}
+    print(index_pass, unchecked_pass, conversions, flush=True)
+    read_rate = mb(size) / min(reads)
+    structural = costs["structural check (`data.jpeg`, the default)"] * n_pictures / 1e6
+    full_decode = costs["OpenCV full decode (`cv2.imdecode`, the previous `--verify-jpeg`)"] * n_pictures / 1e6
+    per_gb = 1e9 / size
+    lines = [
+        f"Input: {train}, {mb(size):,.0f} MB, {n_pictures:,} pictures. Cold: the file's pages dropped before each",
+        f"run, each run paired with a plain read in the same state (fastest read: {read_rate:,.0f} MB/s); "
+        f"{repeat} runs each.",
+        "",
+        "## What each check costs per picture (pictures in memory, one process, fastest of the runs)",
+        "",
+        "| check | µs per picture | s per GB of BSON | catches |",
+        "|---|---|---|---|",
+    ]
+    catches = ["empty, random bytes, truncated",
+               "empty, random bytes, truncated, 83-85% of the broken headers OpenCV cannot decode",
+               "what OpenCV cannot decode", "what OpenCV cannot decode"]
+    for (name, us), caught in zip(costs.items(), catches):
+        lines.append(f"| {name} | {us:,.3f} | {us * n_pictures / 1e6 * per_gb:,.2f} | {caught} |")
+    lines += [
+        "",
+        "## Where the default check runs: in the index pass, once per BSON file",
+        "",
+        "The index pass reads every picture anyway; it checks them as it reads them and records the few that",
+        "will not decode, which every conversion of the file then leaves out (or reports) without reading a",
+        "picture again. A conversion with `--verify-jpeg` only looks them up.",
+        "",
+        "| cold run | MB/s of BSON | ratio to a plain read (median) | CPU s per GB |",
+        "|---|---|---|---|",
+        f"| index pass (with the structural check) | {mb(size) / index_pass[0]:,.0f} | **{index_pass[2]:.2f}×** | "
+        f"{index_pass[1] * per_gb:.2f} |",
+        f"| index pass, the check replaced by a no-op | {mb(size) / unchecked_pass[0]:,.0f} | "
+        f"**{unchecked_pass[2]:.2f}×** | {unchecked_pass[1] * per_gb:.2f} |",
+    ]
+    for verify, (wall, cpu, ratio) in conversions.items():
+        lines.append(f"| conversion, 2 processes, {'`--verify-jpeg` (default)' if verify else '`--no-verify-jpeg`'} | "
+                     f"{mb(size) / wall:,.0f} | **{ratio:.2f}×** | {cpu * per_gb:.2f} |")
+    lines += [
+        "",
+        f"The structural check is {structural * per_gb:.2f} s per GB of the index pass's "
+        f"{index_pass[1] * per_gb:.2f} s of CPU per GB ({structural / index_pass[1]:.0%}). A full OpenCV decode of "
+        f"every picture would be {full_decode * per_gb:.1f} s of CPU per GB: with 2 processes, "
+        f"{full_decode / 2 * per_gb:.1f} s of wall time per GB on top of a conversion that takes "
+        f"{conversions[True][0] * per_gb:.2f} s, i.e. the conversion at about "
+        f"{mb(size) / (conversions[True][0] + full_decode / 2) / read_rate:.2f}× a plain read instead of "
+        f"{conversions[True][2]:.2f}×.",
+        "",
+        "Raw numbers: " + json.dumps({"size": size, "pictures": n_pictures, "us_per_picture": costs,
+                                      "index_pass_wall_cpu_ratio": index_pass,
+                                      "unchecked_index_pass_wall_cpu_ratio": unchecked_pass,
+                                      "convert_wall_cpu_ratio": {str(k): v for k, v in conversions.items()},
+                                      "fastest_read_s": min(reads)}),
+        "",
+    ]
+    return lines
 
 
 # Runs one conversion with the `data` package found in argv[1]; prints wall and CPU seconds
@@ -298,12 +439,16 @@ def main(argv=None):
                         help="do not recycle memory before each timed conversion (see the docstring)")
     parser.add_argument("--baseline", metavar="REV",
                         help="also time 2-process conversions with the converter of this git revision")
-    parser.add_argument("--out", default=os.path.join(HERE, "results", "bson2rec.md"))
+    parser.add_argument("--verification", action="store_true",
+                        help="only the case of the picture check (see the docstring)")
+    parser.add_argument("--out", help="results file (default bench/results/bson2rec.md, or bson2rec_verify.md "
+                                      "with --verification)")
     args = parser.parse_args(argv)
+    args.out = args.out or os.path.join(HERE, "results", "bson2rec_verify.md" if args.verification else "bson2rec.md")
 
     load_before = os.getloadavg()
     train, categories = synth_input(args.input_dir)
-    big = tiled_input(train, 4)
+    big = train if args.verification else tiled_input(train, 4)
     for path in (train, big):
         BsonIndex.load_or_build(path, progress=True)
     size, big_size = os.path.getsize(train), os.path.getsize(big)
@@ -316,12 +461,13 @@ def main(argv=None):
         if args.recycle:
             recycle_memory(work, 2 * size)
 
-    def paired(convert_once, prepare, reads):
-        """(least wall seconds, least CPU seconds, median ratio read / conversion wall time): each
-        conversion runs right after a plain read of the file in the same cache state (appended to
-        `reads`), so that the ratio does not drift with the host's cache between runs."""
+    def paired(convert_once, prepare, reads, repeat=None):
+        """(least wall seconds, least CPU seconds, median ratio read / conversion wall time) of
+        `repeat` runs (default `--repeat`): each conversion runs right after a plain read of the
+        file in the same cache state (appended to `reads`), so that the ratio does not drift with
+        the host's cache between runs."""
         runs = []
-        for _ in range(args.repeat):
+        for _ in range(repeat or args.repeat):
             prepare(train)
             read_s = sequential_read(train)
             reads.append(read_s)
@@ -330,6 +476,19 @@ def main(argv=None):
             wall, cpu = convert_once()
             runs.append((wall, cpu, read_s / wall))
         return min(r[0] for r in runs), min(r[1] for r in runs), float(np.median([r[2] for r in runs]))
+
+    if args.verification:
+        lines = ["# bson2rec benchmark: the picture check", "",
+                 f"Machine: {psutil.cpu_count()} cores, Python {platform.python_version()}; produced by "
+                 f"`python bench/bench_bson2rec.py --verification`. Load average (1 min) before: "
+                 f"{load_before[0]:.1f} (other jobs share the cores).", "",
+                 *verification_report(train, categories, size, args.repeat, paired, rec)]
+        shutil.rmtree(work)
+        os.makedirs(os.path.dirname(args.out), exist_ok=True)
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines))
+        print("\n".join(lines))
+        return
 
     rows = []
     baseline = {}

@@ -1,11 +1,20 @@
 """Atomic file output: write to a temporary name in the same folder, then rename into place.
 
-A killed run therefore never leaves a file under its final name that looks complete.
+A killed run therefore never leaves a file under its final name that looks complete. The
+temporary name is hidden, `.<name>.<8 hex digits>.tmp`; what a killed run left under it is
+removed by the next writer of that output once it holds the output's lock
+(`exclusive_output`), never by a writer of another output.
 """
 import contextlib
+import glob
 import json
+import logging
 import os
 import secrets
+
+from data.locks import output_lock
+
+log = logging.getLogger(__name__)
 
 
 def _new_temp_file(folder, name):
@@ -20,6 +29,60 @@ def _new_temp_file(folder, name):
             return tmp
         except FileExistsError:
             continue
+
+
+def temp_files(path):
+    """The temporary files of `path` (by `atomic_path`) present beside it."""
+    folder, name = os.path.split(os.path.abspath(path))
+    return _temp_files_of(folder, glob.escape(name))
+
+
+def temp_files_in(folder):
+    """The temporary files (by `atomic_path`) of any file in `folder`."""
+    return _temp_files_of(folder, "*")
+
+
+def _temp_files_of(folder, name_pattern):
+    return glob.glob(os.path.join(glob.escape(folder), f".{name_pattern}.{'[0-9a-f]' * 8}.tmp"))
+
+
+@contextlib.contextmanager
+def exclusive_output(path, *companions, wait=False):
+    """Hold the output lock of `path` for the `with` block (`data.locks.output_lock`, `wait` as
+    there), after removing the temporary files a killed writer left of it and of its
+    `companions` (files published with it as one unit, such as the `.idx` of a `.rec`), and
+    inside it when it is a folder whose files are written atomically (a training run: a kill
+    while saving a checkpoint leaves a `.states` file of hundreds of MB)."""
+    with output_lock(path, wait=wait):
+        leftovers = [t for p in (path, *companions) for t in temp_files(p)]
+        for tmp in leftovers + (temp_files_in(path) if os.path.isdir(path) else []):
+            log.info("removing %s, left by a killed run", tmp)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        yield
+
+
+def build_once(path, load, build):
+    """`load()` the cache file `path`, or else `build()` it (which writes it) in one process at a time.
+
+    Processes that find the cache missing or stale at the same time (conversions of several
+    outputs from one train.bson, started together) do not each build it: the first takes its
+    lock and builds, the others wait for the lock, then `load()` what it built. `load`
+    returns None when there is no usable cache. Where the folder cannot be written (no lock
+    file), `build()` runs unlocked; it cannot cache either then."""
+    value = load()
+    if value is not None:
+        return value
+    with contextlib.ExitStack() as lock:
+        try:
+            lock.enter_context(exclusive_output(path, wait=True))
+        except OSError as error:
+            log.warning("cannot lock %s (%s): building it without a cache", path, error)
+        else:
+            value = load()
+            if value is not None:
+                return value
+        return build()
 
 
 @contextlib.contextmanager

@@ -13,8 +13,10 @@ Selection and filters, all decided in the BSON file order of the side (so they d
 depend on the record order):
   --split S --side train|val   only that side's products (default: the whole file);
   --unique-md5                 keep only the first occurrence of each image MD5 (DATASET_C);
-  --single-label-md5 DICT      keep only images whose MD5 has at most one category in DICT
-                               (an `.md5.npz` of data.md5_dict; unseen MD5s are kept);
+  --single-label-md5 DICT      keep only images whose MD5 has exactly one category in DICT
+                               (an `.md5.npz` of data.md5_dict): MD5s absent from DICT are
+                               dropped too, as the reference's filter did, unless
+                               `--keep-unseen-md5`;
   --max-per-category N         keep the first N images of each category.
 
 Record order: products in file order, or with `--shuffle` (the default for a labelled side
@@ -50,24 +52,34 @@ worker holds an 8 MB read buffer and a batch's records; the parent holds per-pro
 (the offset index and the plan: ~100 bytes a product) and per-image ones (picture lengths
 and the plan's record sizes: 8 bytes an image; with `--unique-md5` or `--single-label-md5`
 also the 16-byte MD5s of the images). The parent then writes the `.idx` and the report from
-the plan and renames the three into place. The plan depends only on the inputs and options,
-never on the number of workers, so the output is byte-identical for any `--workers`; a run
-killed at any point resumes from the parts marked done (any other part is converted again,
-to the same places) and produces the same files. A finished output whose report matches
-the inputs and options is left alone (`--force` converts again).
+the plan and renames the three into place, the report last. The plan depends only on the
+inputs and options, never on the number of workers, so the output is byte-identical for any
+`--workers`; a run killed at any point (Ctrl-C returns at once: the workers are killed, see
+`data.parallel`) resumes from the parts marked done (any other part is converted again, to
+the same places) and produces the same files. A finished output whose report matches the
+inputs and options, and whose `.rec` and `.idx` are those the report sealed (`_seal`), is
+left alone (`--force` converts again); anything else is converted again, never reused. One
+run writes an output at a time: a second one fails at once naming the first (`data.locks`).
+A full disk stops the run naming the output, before anything is published.
 
 The report (`NAME.report.json`): `products` and `images` (selected, skipped as bad,
 filtered by reason, written), `records`, `rec_bytes`, `skipped` (bad products and images of
 this output, each with path, offset, product_id and reason), `index_problems` (documents of
 the BSON file that indexing skipped with `--skip-bad`: they belong to no side),
-`class_histogram` (records per class id, train only), `inputs` and their `fingerprint`.
+`class_histogram` (records per class id, train only), `inputs` and their `fingerprint`,
+and `seal` (the `.rec`'s size and a digest of its first and last MB, a digest of the `.idx`).
 It holds no timings, so identical runs give identical files.
 
-Bad input (truncated or corrupt BSON, a product without images, a train product without
-category, a duplicate `_id`, a category missing from the CSV, and with `--verify-jpeg` an
-image that OpenCV cannot decode, checked by the workers before the conversion plans the
-records) stops the conversion with an error naming file, offset and product; with
-`--skip-bad` it is left out and listed in the report.
+Bad input (truncated or corrupt BSON, a product without images, a negative `_id`, a train
+product without category, a duplicate `_id`, a category missing from the CSV, a picture that
+will not decode) stops the conversion with an error naming file, offset and product (and the
+image number of a picture); with `--skip-bad` it is left out and listed in the report.
+Pictures are checked by default (`--no-verify-jpeg` writes them as they are): the index pass
+checks every picture's JPEG structure as it reads it (`data.jpeg`: empty pictures, random
+bytes, truncated pictures and broken headers; well under a microsecond a picture), so the
+conversion knows which ones will not decode before it plans the records, without reading
+the file again. A test file (no `category_id`) converts with labels -1 even when
+`--categories` is given.
 
     python -m data.bson2rec train.bson --categories category_names.csv \\
         --split work/rec/A.split.npz --side train --out work/rec/A_train.rec
@@ -75,6 +87,7 @@ records) stops the conversion with an error naming file, offset and product; wit
 """
 import argparse
 import collections
+import contextlib
 import ctypes
 import dataclasses
 import errno
@@ -91,10 +104,12 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from data.atomic import atomic_open, write_json
-from data.bson_index import BsonIndex, first_rows, image_rows, locate_pictures
+from data.atomic import atomic_open, exclusive_output, write_json
+from data.bson_index import NO_CATEGORY, BsonIndex, first_rows, image_rows, locate_pictures
 from data.categories import CategoryMap, UnknownCategoryError
-from data.errors import DataInputError, StaleIndexError
+from data.cli import add_common_options, command, positive_int
+from data.errors import DataInputError, PictureError, StaleIndexError
+from data.jpeg import describe as describe_jpeg_problem
 from data.md5_dict import ImageDigests, Md5Dictionary, first_occurrences
 from data.parallel import ordered_map
 from data.recordio import ImageRecordWriter, MemoryFile, image_record_bytes, new_buffer, release_buffers, write_idx
@@ -118,11 +133,12 @@ class ConvertOptions:
     side: str = None
     unique_md5: bool = False
     single_label_md5: str = None    # an Md5Dictionary file
+    keep_unseen_md5: bool = False   # with single_label_md5: keep MD5s absent from it
     max_per_category: int = None
     shuffle: bool = None            # None: shuffle a labelled side that is not validation
     seed: int = DEFAULT_SEED
     shuffle_block_kb: float = DEFAULT_SHUFFLE_BLOCK_KB
-    verify_jpeg: bool = False
+    verify_jpeg: bool = True        # leave out (or stop at) pictures that will not decode
     skip_bad: bool = False
     part_mb: float = DEFAULT_PART_MB
     digests: str = None             # cache of per-image MD5s (default <bson>.image_md5.npz)
@@ -131,8 +147,12 @@ class ConvertOptions:
 
 
 def output_paths(rec_path):
-    """(rec, idx, report) paths of an output named by its `.rec` path."""
-    stem = rec_path[:-4] if rec_path.endswith(".rec") else rec_path
+    """(rec, idx, report) paths of an output named by its `.rec` path (a file name ending in
+    `.rec`: a folder, or a path ending in `/`, would give hidden names such as `DIR/.rec`)."""
+    name = os.path.basename(rec_path)
+    if not name.endswith(".rec") or name == ".rec" or os.path.isdir(rec_path):
+        raise ValueError(f"--out {rec_path}: the output must be a file path ending in .rec, e.g. DIR/A_train.rec")
+    stem = rec_path[:-4]
     return stem + ".rec", stem + ".idx", stem + ".report.json"
 
 
@@ -140,27 +160,35 @@ def output_paths(rec_path):
 # Planning: which images, in which order, in which parts (parent process, pure numpy)
 # --------------------------------------------------------------------------------------------
 def class_labels(index, positions, category_map, skip_bad, skipped):
-    """(kept positions, float32 labels): class ids of a train side, -1 for a test file.
+    """(kept positions, float32 labels): class ids from `category_map`, or -1 for all when it
+    is None (a test file).
 
-    A category id missing from the CSV raises `DataInputError`, or with `skip_bad` drops the
-    product and appends the problem to `skipped`."""
-    if index.kind == "test":
+    A product without category id (in a file whose other products have one) or whose
+    category id is missing from the CSV raises `DataInputError`, or with `skip_bad` is
+    dropped and the problem appended to `skipped`."""
+    if category_map is None:
         return positions, np.full(len(positions), TEST_LABEL, np.float32)
     categories = index.category_ids[positions]
+
+    def drop(bad, reason):
+        for pos in positions[bad][:None if skip_bad else 1].tolist():
+            offset, _, product_id = index.records.item(pos)[:3]
+            err = DataInputError(index.path, offset, product_id, reason)
+            if not skip_bad:
+                raise err from None
+            log.warning("skipping: %s", err)
+            skipped.append(err.as_dict())
+        return positions[~bad], categories[~bad]
+
+    unlabelled = categories == NO_CATEGORY
+    if unlabelled.any():
+        positions, categories = drop(unlabelled, "train product without category_id")
     while True:   # one round per distinct unknown category (normally none)
         try:
             return positions, category_map.classes_of(categories).astype(np.float32)
         except UnknownCategoryError as unknown:
-            bad = categories == unknown.category_id
-            for pos in positions[bad][:None if skip_bad else 1].tolist():
-                offset, _, product_id = index.records.item(pos)[:3]
-                err = DataInputError(index.path, offset, product_id,
-                                     f"category_id {unknown.category_id} is not in {category_map.path}")
-                if not skip_bad:
-                    raise err from None
-                log.warning("skipping: %s", err)
-                skipped.append(err.as_dict())
-            positions, categories = positions[~bad], categories[~bad]
+            positions, categories = drop(categories == unknown.category_id,
+                                         f"category_id {unknown.category_id} is not in {category_map.path}")
 
 
 def image_filter(index, positions, labels, options, digests, filtered):
@@ -175,10 +203,13 @@ def image_filter(index, positions, labels, options, digests, filtered):
         keep = first_occurrences(digests.image_md5[rows])
         filtered["duplicate_md5"] += int((~keep).sum())
     if options.single_label_md5:
-        dictionary = Md5Dictionary.load(options.single_label_md5)
-        single = dictionary.images.lookup(digests.image_md5[rows]).n_categories <= 1
-        filtered["multi_label_md5"] += int((keep & ~single).sum())
-        keep &= single
+        # The reference kept an image when its MD5's category set had exactly one member,
+        # so MD5s the dictionary does not hold went too.
+        n_categories = Md5Dictionary.load(options.single_label_md5).images.lookup(digests.image_md5[rows]).n_categories
+        filtered["multi_label_md5"] += int((keep & (n_categories > 1)).sum())
+        if not options.keep_unseen_md5:
+            filtered["unseen_md5"] += int((keep & (n_categories == 0)).sum())
+        keep &= n_categories <= 1 if options.keep_unseen_md5 else n_categories == 1
     if options.max_per_category is not None:
         image_labels = np.repeat(labels, index.n_images[positions].astype(np.int64))
         kept = np.flatnonzero(keep)
@@ -305,11 +336,6 @@ class Job:
     @property
     def merged_path(self):
         return os.path.join(self.parts_dir, "merged.rec")
-
-
-def _jpeg_decodes(jpeg):
-    import cv2
-    return cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR) is not None
 
 
 def read_batches(lengths, batch_bytes=READ_BATCH):
@@ -458,7 +484,7 @@ def preallocate(fd, size):
         return
     if libc.fallocate(fd, 0, ctypes.c_int64(0), ctypes.c_int64(size)) != 0:
         err = ctypes.get_errno()
-        if err == errno.ENOSPC:
+        if err in (errno.ENOSPC, errno.EFBIG):
             raise OSError(err, f"no room for the {size:,}-byte output", os.readlink(f"/proc/self/fd/{fd}"))
         log.debug("fallocate: %s", os.strerror(err))
 
@@ -490,9 +516,10 @@ def _prepare_parts_dir(job, job_key):
 
     A part is done when its `.done` marker exists: its records are at their planned places in
     `merged.rec`. A killed worker leaves no marker: its part is converted again, to the same
-    places (they depend only on the job)."""
+    places (they depend only on the job). Without `merged.rec` (a run killed while it
+    published the outputs had moved it already) nothing is reused."""
     key_path = os.path.join(job.parts_dir, "job.json")
-    if not os.path.exists(key_path) or _read_text(key_path) != job_key:
+    if not os.path.exists(key_path) or _read_text(key_path) != job_key or not os.path.exists(job.merged_path):
         shutil.rmtree(job.parts_dir, ignore_errors=True)
         os.makedirs(job.parts_dir)
         with atomic_open(key_path, "w", encoding="utf-8") as f:
@@ -529,7 +556,13 @@ def _run_parts(job, done, workers, name, progress=True):
 
 
 def _write_outputs(job, merged_path, paths, report):
-    """Complete `report` from the plan, write the .idx, then move the outputs into place."""
+    """Complete `report` from the plan, write the .idx, then publish the three outputs.
+
+    They are one unit, whose report records what `_up_to_date` checks of the other two
+    (`_seal`). All three are complete in the parts folder before any is published (a full
+    disk fails the run before that); then the old report goes, and the new one is renamed into
+    place last. A run killed between the renames leaves a `.rec`/`.idx` without a report,
+    which the next run converts again."""
     rec_path, idx_path, report_path = paths
     n_classes = report.pop("n_classes")
     histogram = np.zeros(max(n_classes, 1), np.int64)
@@ -550,10 +583,34 @@ def _write_outputs(job, merged_path, paths, report):
     report.update(records=records, rec_bytes=job.plan.total_bytes)
     if n_classes:
         report["class_histogram"] = histogram.tolist()
+    report["seal"] = _seal(merged_path, idx_tmp)
+    report_tmp = os.path.join(job.parts_dir, "report.json")
+    write_json(report_tmp, report)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(report_path)
     os.replace(merged_path, rec_path)
     os.replace(idx_tmp, idx_path)
-    write_json(report_path, report)
+    os.replace(report_tmp, report_path)
     return report
+
+
+def _seal(rec_path, idx_path, edge_bytes=1 << 20):
+    """What the report records of the `.rec` and `.idx` it belongs to: the `.rec`'s size and
+    a digest of its first and last MB (a `.rec` cut short or overwritten by a later writer),
+    and a digest of the whole `.idx` (a truncated or overwritten `.idx` silently hides
+    records). Cheap: the `.idx` of train.bson's 12 M records is ~250 MB, ~0.3 s of SHA-256;
+    a digest of the whole 55 GB `.rec` would be minutes of disk reads on every re-run."""
+    size = os.path.getsize(rec_path)
+    edges = hashlib.sha256()
+    with open(rec_path, "rb") as f:
+        edges.update(f.read(edge_bytes))
+        f.seek(max(size - edge_bytes, 0))
+        edges.update(f.read(edge_bytes))
+    idx = hashlib.sha256()
+    with open(idx_path, "rb") as f:
+        while chunk := f.read(8 << 20):
+            idx.update(chunk)
+    return {"rec_bytes": size, "rec_edges_sha256": edges.hexdigest(), "idx_sha256": idx.hexdigest()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -561,6 +618,9 @@ def _write_outputs(job, merged_path, paths, report):
 # --------------------------------------------------------------------------------------------
 def _fingerprint_inputs(index, options, shuffle):
     sig = lambda p: file_signature(p) if p else None   # noqa: E731
+    # keep_unseen_md5 only where it matters, so outputs without --single-label-md5 keep
+    # their fingerprints (and outputs made before it existed are converted again).
+    unseen = {"keep_unseen_md5": options.keep_unseen_md5} if options.single_label_md5 else {}
     return {
         "version": CONVERTER_VERSION, "bson": sig(index.path), "products_in_file": len(index),
         "categories": sig(options.categories), "split": sig(options.split), "side": options.side,
@@ -568,11 +628,13 @@ def _fingerprint_inputs(index, options, shuffle):
         "max_per_category": options.max_per_category, "shuffle": shuffle,
         "seed": options.seed if shuffle else None,
         "shuffle_block_kb": options.shuffle_block_kb if shuffle else None, "verify_jpeg": options.verify_jpeg,
-        "skip_bad": options.skip_bad,
+        "skip_bad": options.skip_bad, **unseen,
     }
 
 
 def _up_to_date(rec_path, idx_path, report_path, fingerprint):
+    """The report of a finished output made from the same inputs and options, whose `.rec` and
+    `.idx` are those it was written with (its `seal`), else None."""
     if not all(os.path.exists(p) for p in (rec_path, idx_path, report_path)):
         return None
     try:
@@ -580,9 +642,12 @@ def _up_to_date(rec_path, idx_path, report_path, fingerprint):
             report = json.load(f)
     except ValueError:
         return None
-    if report.get("fingerprint") == fingerprint and os.path.getsize(rec_path) == report.get("rec_bytes"):
-        return report
-    return None
+    if not isinstance(report, dict) or report.get("fingerprint") != fingerprint:
+        return None
+    if report.get("seal") != _seal(rec_path, idx_path):
+        log.warning("%s or %s is not what %s was written with: converting again", rec_path, idx_path, report_path)
+        return None
+    return report
 
 
 def _with_images(index, positions, labels, keep):
@@ -594,39 +659,29 @@ def _with_images(index, positions, labels, keep):
     return positions[has_images], labels[has_images], keep[np.repeat(has_images, n_images)]
 
 
-def _undecodable_in(state, task):
-    """Worker: (product row, image number, length) of the images OpenCV cannot decode among
-    the kept images of products start..stop-1 (`task`)."""
-    index, positions, keep, first = state
-    start, stop = task
-    bad = []
-    for i in range(start, stop):
-        for number, jpeg in enumerate(index.pictures(int(positions[i]))):
-            if (keep is None or keep[first[i] + number]) and not _jpeg_decodes(jpeg):
-                bad.append((i, number, len(jpeg)))
-    return bad
-
-
-def verify_jpegs(index, positions, keep, workers, skip_bad, skipped, progress=True):
-    """Decode every kept image of `positions` with OpenCV (in parallel); returns the keep mask
-    without the undecodable ones, whose errors go to `skipped` (or the first raises)."""
+def verify_jpegs(index, positions, keep, skip_bad, skipped):
+    """The keep mask (None = all) without the kept pictures of `positions` that will not
+    decode, as the index pass found them (`BsonIndex.picture_problems`: no picture is read
+    here). Each is a located `PictureError` (file, offset, product, image number): the first
+    raises, or with `skip_bad` each is appended to `skipped`."""
+    rows = index.image_rows(positions)
+    codes = index.picture_problems(rows)
+    if keep is not None:
+        codes[~keep] = 0
+    bad = np.flatnonzero(codes)
+    if not len(bad):
+        return keep
     first = first_rows(index.n_images[positions].astype(np.int64))
-    lengths = index.records["length"][positions]
-    chunks = plan_parts(lengths, 4 << 20)
-    state = (index, positions, keep, first)
-    keep = np.ones(int(first[-1]), bool) if keep is None else keep.copy()
-    with tqdm(total=int(lengths.sum()), unit="B", unit_scale=True, desc="verify jpeg", disable=not progress) as bar:
-        for (a, b), bad in zip(chunks, ordered_map(_undecodable_in, state, chunks, workers)):
-            for i, number, length in bad:
-                offset, _, product_id = index.records.item(int(positions[i]))[:3]
-                err = DataInputError(index.path, offset, product_id,
-                                     f"imgs[{number}] is not a decodable JPEG ({length} bytes)")
-                if not skip_bad:
-                    raise err
-                log.warning("skipping: %s", err)
-                skipped.append(err.as_dict())
-                keep[first[i] + number] = False
-            bar.update(int(lengths[a:b].sum()))
+    keep = np.ones(len(rows), bool) if keep is None else keep.copy()
+    for row, i in zip(bad.tolist(), (np.searchsorted(first, bad, side="right") - 1).tolist()):
+        offset, _, product_id = index.records.item(int(positions[i]))[:3]
+        err = PictureError(index.path, offset, product_id, row - int(first[i]),
+                           describe_jpeg_problem(int(codes[row]), int(index.picture_lengths[rows[row]])))
+        if not skip_bad:
+            raise err
+        log.warning("skipping: %s", err)
+        skipped.append(err.as_dict())
+        keep[row] = False
     return keep
 
 
@@ -638,7 +693,7 @@ def _select_images(index, options, report, progress):
     n_selected = len(positions)
     report["products"] = {"selected": n_selected}
     report["images"] = {"selected": int(index.n_images[positions].sum())}
-    category_map = CategoryMap.from_csv(options.categories) if index.kind == "train" else None
+    category_map = CategoryMap.from_csv(options.categories) if index.labelled else None
     positions, labels = class_labels(index, positions, category_map, options.skip_bad, report["skipped"])
     n_labelled = len(positions)
     report["n_classes"] = len(category_map) if category_map is not None else 0
@@ -652,11 +707,10 @@ def _select_images(index, options, report, progress):
     report["images"]["skipped_bad"] = 0
     if options.verify_jpeg:
         n_skipped = len(report["skipped"])
-        keep = verify_jpegs(index, positions, keep, options.workers or os.cpu_count(), options.skip_bad,
-                            report["skipped"], progress)
+        keep = verify_jpegs(index, positions, keep, options.skip_bad, report["skipped"])
         report["images"]["skipped_bad"] = len(report["skipped"]) - n_skipped
         n_verified = len(positions)
-        positions, labels, keep = _with_images(index, positions, labels, None if keep.all() else keep)
+        positions, labels, keep = _with_images(index, positions, labels, keep)
         n_labelled -= n_verified - len(positions)
     report["products"]["skipped_bad"] = n_selected - n_labelled
     return positions, labels, keep
@@ -665,23 +719,31 @@ def _select_images(index, options, report, progress):
 def convert(bson_path, rec_path, options=ConvertOptions(), progress=True):
     """Convert `bson_path` (or one side of a split of it) to `rec_path` + `.idx` + `.report.json`.
 
-    Returns the report (a dict, also written as JSON)."""
+    The output is locked for the whole run (`data.locks`: a second writer of it fails at once,
+    naming this one). Returns the report (a dict, also written as JSON)."""
     if (options.split is None) != (options.side is None):
         raise ValueError("--split and --side go together")
     if options.side is not None and options.side not in SIDES:
         raise ValueError(f"side must be one of {SIDES}, not {options.side!r}")
     paths = output_paths(rec_path)
+    with exclusive_output(*paths):
+        return _convert_locked(bson_path, paths, options, progress)
+
+
+def _convert_locked(bson_path, paths, options, progress):
     rec_path = paths[0]
     out_dir, name = os.path.dirname(os.path.abspath(rec_path)), os.path.basename(rec_path)[:-4]
     started = time.time()
 
-    index = BsonIndex.load_or_build(bson_path, skip_bad=options.skip_bad,
-                                    kind="train" if options.categories else "auto", progress=progress)
-    if index.kind == "train" and not options.categories:
+    # Train or test is decided by the data (`labelled`), not by how a cached index was built.
+    index = BsonIndex.load_or_build(bson_path, skip_bad=options.skip_bad, progress=progress)
+    if index.labelled and not options.categories:
         raise ValueError(f"{bson_path} has category ids: pass --categories category_names.csv")
-    if index.kind == "test" and (options.max_per_category is not None or options.single_label_md5):
+    if not index.labelled and (options.max_per_category is not None or options.single_label_md5):
         raise ValueError(f"{bson_path} has no category ids: --max-per-category and --single-label-md5 need them")
-    shuffle = options.shuffle if options.shuffle is not None else (index.kind == "train" and options.side != "val")
+    if not index.labelled and options.categories:
+        log.info("%s has no category_id (a test file): every label is -1, --categories is not used", bson_path)
+    shuffle = options.shuffle if options.shuffle is not None else (index.labelled and options.side != "val")
     inputs = _fingerprint_inputs(index, options, shuffle)
     fingerprint = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
     if not options.force:
@@ -690,8 +752,6 @@ def convert(bson_path, rec_path, options=ConvertOptions(), progress=True):
             log.info("%s is up to date (%d records); --force converts again", rec_path, report["records"])
             shutil.rmtree(os.path.join(out_dir, f".{name}.parts"), ignore_errors=True)   # if a kill left it
             return report
-    for stale in glob.glob(os.path.join(out_dir, f".{name}.*.tmp")):
-        os.unlink(stale)   # left by a run killed while publishing
 
     parts_dir = os.path.join(out_dir, f".{name}.parts")
     try:
@@ -702,7 +762,7 @@ def convert(bson_path, rec_path, options=ConvertOptions(), progress=True):
         # The file changed behind its index (same size and time): index it again, which
         # sorts out what is bad now, and convert from the new index.
         log.warning("%s; indexing %s again", e, bson_path)
-        index = BsonIndex.load_or_build(bson_path, skip_bad=True, kind=index.kind, progress=progress, rebuild=True)
+        index = BsonIndex.load_or_build(bson_path, skip_bad=True, kind=index.built_as, progress=progress, rebuild=True)
         report = _convert_indexed(index, options, shuffle, fingerprint, inputs, paths, parts_dir, progress)
     elapsed = time.time() - started
     log.info("%s: %d records, %.1f MB in %.2f s (%.1f MB/s of BSON input)", rec_path, report["records"],
@@ -712,7 +772,7 @@ def convert(bson_path, rec_path, options=ConvertOptions(), progress=True):
 
 def _convert_indexed(index, options, shuffle, fingerprint, inputs, paths, parts_dir, progress):
     """Plan the records from the index, convert the parts (resuming), write the outputs."""
-    report = {"fingerprint": fingerprint, "inputs": inputs, "kind": index.kind,
+    report = {"fingerprint": fingerprint, "inputs": inputs, "kind": "train" if index.labelled else "test",
               "index_problems": index.problems, "skipped": []}
     positions, labels, keep = _select_images(index, options, report, progress)
     plan = Plan.make(index, positions, labels, keep, shuffle, options.seed, int(options.shuffle_block_kb * 1024))
@@ -727,16 +787,31 @@ def _convert_indexed(index, options, shuffle, fingerprint, inputs, paths, parts_
              f" ({options.side} side of {options.split})" if options.split else "",
              f"shuffled (seed {options.seed})" if shuffle else "file", len(parts), workers)
     job_key = json.dumps({"fingerprint": fingerprint, "parts": parts, "plan": plan.fingerprint()}, sort_keys=True)
-    done = _prepare_parts_dir(job, job_key)
-    merged_path = _run_parts(job, done, workers, name, progress)
-    report["bson_bytes"] = int(part_bytes.sum())
-    report = _write_outputs(job, merged_path, paths, report)
+    with _naming_the_output(paths[0]):
+        done = _prepare_parts_dir(job, job_key)
+        merged_path = _run_parts(job, done, workers, name, progress)
+        report["bson_bytes"] = int(part_bytes.sum())
+        report = _write_outputs(job, merged_path, paths, report)
     shutil.rmtree(parts_dir)
     return report
 
 
+@contextlib.contextmanager
+def _naming_the_output(rec_path):
+    """A full disk (or quota, or file size limit) while the output is written is reported
+    naming the output: the workers' `pwrite` errors name no file."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise
+        raise OSError(error.errno, f"{rec_path}: {error.strerror}; its finished parts are kept, "
+                                   f"run again to resume once there is room") from error
+
+
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+    parser = argparse.ArgumentParser(prog="bson2rec", description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bson", help="train.bson or test.bson (indexed on first use, index cached beside it)")
     parser.add_argument("--out", required=True, help="output .rec path; .idx and .report.json go beside it")
@@ -745,7 +820,10 @@ def parse_args(argv=None):
     parser.add_argument("--side", choices=SIDES, help="side of --split to convert")
     parser.add_argument("--unique-md5", action="store_true", help="keep only the first occurrence of each image MD5")
     parser.add_argument("--single-label-md5", metavar="DICT",
-                        help="keep only images whose MD5 has at most one category in this .md5.npz dictionary")
+                        help="keep only images whose MD5 has exactly one category in this .md5.npz dictionary "
+                             "(MD5s it does not hold are dropped, as in the reference)")
+    parser.add_argument("--keep-unseen-md5", action="store_true",
+                        help="with --single-label-md5: keep the images whose MD5 the dictionary does not hold")
     parser.add_argument("--max-per-category", type=int, metavar="N", help="keep the first N images of each category")
     parser.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=None,
                         help="seeded product order (default: on for a labelled side other than val)")
@@ -753,16 +831,21 @@ def parse_args(argv=None):
     parser.add_argument("--shuffle-block-kb", type=float, default=DEFAULT_SHUFFLE_BLOCK_KB,
                         help="shuffle runs of consecutive products of about this many KB of records "
                              "(default 64; 0: single products)")
-    parser.add_argument("--verify-jpeg", action="store_true", help="decode every image with OpenCV (slow)")
+    parser.add_argument("--verify-jpeg", action=argparse.BooleanOptionalAction, default=True,
+                        help="leave out (with --skip-bad) or stop at pictures that will not decode, as the index "
+                             "found them (default; --no-verify-jpeg writes every picture as it is)")
     parser.add_argument("--skip-bad", action="store_true", help="skip bad input and list it in the report")
-    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="processes (default: all cores)")
+    parser.add_argument("--workers", type=positive_int, default=os.cpu_count(), help="processes (default: all cores)")
     parser.add_argument("--part-mb", type=float, default=DEFAULT_PART_MB,
                         help="BSON megabytes per part (the unit of parallel work and of resuming)")
     parser.add_argument("--digests", help="cache of per-image MD5s (default: <bson>.image_md5.npz)")
     parser.add_argument("--force", action="store_true", help="convert even when the output is up to date")
+    add_common_options(parser)
     args = parser.parse_args(argv)
     if args.max_per_category is not None and args.max_per_category < 1:
         parser.error("--max-per-category must be at least 1")
+    if args.keep_unseen_md5 and not args.single_label_md5:
+        parser.error("--keep-unseen-md5 goes with --single-label-md5")
     if args.shuffle_block_kb < 0:
         parser.error("--shuffle-block-kb must be at least 0")
     if args.part_mb <= 0:
@@ -770,15 +853,13 @@ def parse_args(argv=None):
     return args
 
 
+@command("bson2rec")
 def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     fields = {f.name for f in dataclasses.fields(ConvertOptions)}
     options = ConvertOptions(**{k: v for k, v in vars(args).items() if k in fields})
-    try:
-        report = convert(args.bson, args.out, options)
-    except (DataInputError, ValueError, KeyError, OSError) as e:
-        raise SystemExit(f"bson2rec: error: {e}") from None
+    report = convert(args.bson, args.out, options, progress=args.progress)
     print(json.dumps({k: report[k] for k in ("records", "rec_bytes", "products", "images")}))
 
 

@@ -15,11 +15,14 @@ one `_kaggle_picture_spans` for `BsonIndex.pictures`), without decoding or copyi
 bytes; other layouts are checked element by element and decoded with pymongo.
 
 Bad input (a truncated last document, a length prefix that is negative, too small or runs
-past the end of the file, bytes that are not BSON, a product without `imgs`, a train
-product without `category_id`, a duplicate `_id`) raises `BsonFormatError` naming file,
-offset and product. With `skip_bad=True` the problem is logged and recorded in
+past the end of the file, bytes that are not BSON, a product without `imgs`, a negative
+`_id`, a train product without `category_id`, a duplicate `_id`) raises `BsonFormatError`
+naming file, offset and product. With `skip_bad=True` the problem is logged and recorded in
 `index.problems` instead, and every good document around it is kept: after a broken
-length prefix the scanner re-synchronises on the next document start.
+length prefix or a corrupt document the scanner re-synchronises on the next document start,
+and the problem records the bytes skipped and the ids of every product lost in them (where
+readable). A picture that will not decode (`data.jpeg`, checked as the pass reads it) is no
+problem of the BSON file: the index records it (`picture_problems`) for the conversion.
 
     python -m data.bson_index train.bson            # build (or load) and summarise
 """
@@ -32,13 +35,15 @@ import struct
 
 import numpy as np
 
-from data.atomic import atomic_path
-from data.errors import BsonFormatError, StaleIndexError
+from data.atomic import atomic_path, build_once
+from data.cli import add_common_options, command
+from data.errors import NPZ_ERRORS, BsonFormatError, StaleIndexError
+from data.jpeg import jpeg_problems
 from data.recordio import aligned_magic_words, magic_positions
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = 2              # 2: picture lengths and magic words
+INDEX_VERSION = 3              # 2: picture lengths and magic words; 3: undecodable pictures, negative ids
 INDEX_DTYPE = np.dtype([       # field order = the order `scan_bson` yields them
     ("offset", "<i8"),
     ("length", "<i4"),
@@ -315,15 +320,37 @@ def _plausible_start(buf, pos, avail_end):
     return pos + length > avail_end or buf[pos + length - 1] == 0
 
 
-def _next_start(buf, pos, avail_end):
-    """Buffer position of the next plausible document start after `pos`, or None."""
+def _id_at(buf, start, avail_end):
+    """The `_id` (int32 or int64) of a document starting at `start`, or None when no `_id`
+    element follows its length prefix there or it does not lie in the buffer."""
+    head = buf[start + 4:start + 9]
+    if head == _ID_HEADERS[0] and start + 13 <= avail_end:
+        return _INT32.unpack_from(buf, start + 9)[0]
+    if head == _ID_HEADERS[1] and start + 17 <= avail_end:
+        return _INT64.unpack_from(buf, start + 9)[0]
+    return None
+
+
+_EXAMINED = 17      # bytes from a document start that show its length prefix and `_id`
+
+
+def _next_start(buf, pos, avail_end, passed, base):
+    """Buffer position of the next plausible document start after `pos`, or None.
+
+    `passed` ({file offset: `_id` or None}) receives the document starts passed over: `_id`
+    elements whose document is not plausible (a damaged one), except those too close to
+    `avail_end` to judge (the caller looks again once it has more bytes). `base` is the file
+    offset of the buffer."""
     search = pos + 5
     while True:
         hits = [h for h in (buf.find(hdr, search, avail_end) for hdr in _ID_HEADERS) if h >= 0]
         if not hits:
             return None
-        if _plausible_start(buf, min(hits) - 4, avail_end):
-            return min(hits) - 4
+        start = min(hits) - 4
+        if _plausible_start(buf, start, avail_end):
+            return start
+        if start + _EXAMINED <= avail_end:
+            passed[base + start] = _id_at(buf, start, avail_end)
         search = min(hits) + 1
 
 
@@ -364,48 +391,61 @@ class _Reader:
             self.magic += (magic_positions(self.buf, start, self.filled) + self.base).tolist()
             self.scanned = self.base + self.filled - 3
 
-    def resync(self):
-        """Move `pos` to the next plausible document start; False at end of file."""
+    def resync(self, passed):
+        """Move `pos` to the next plausible document start; False at end of file. `passed`
+        receives the document starts passed over on the way (see `_next_start`)."""
         while True:
-            nxt = _next_start(self.buf, self.pos, self.filled)
+            nxt = _next_start(self.buf, self.pos, self.filled, passed, self.base)
             if nxt is not None:
                 self.pos = nxt
                 self.fill(MAX_DOC_LEN)   # so that the candidate's end can be checked
                 if _plausible_start(self.buf, self.pos, self.filled):
                     return True
+                passed[self.offset] = _id_at(self.buf, self.pos, self.filled)
                 continue
             if self.at_eof:
                 self.pos = self.filled
                 return False
-            self.pos = max(self.pos, self.filled - 16)   # keep a tail in case a header straddles
+            # Keep the tail that `_next_start` could not judge: it is searched again, refilled.
+            self.pos = max(self.pos, self.filled - _EXAMINED)
             self.fill(len(self.buf))
 
 
 class PictureTable:
     """Per-image facts gathered by `scan_bson` for the conversion to RecordIO, which plans
     every record's place before reading a byte: the length of each picture (the bytes
-    pymongo decodes), and, for the rare pictures that hold them, the number of 4-byte-aligned
-    RecordIO magic words (each makes the record 4 bytes longer, see `data.recordio`).
+    pymongo decodes); for the rare pictures that hold them, the number of 4-byte-aligned
+    RecordIO magic words (each makes the record 4 bytes longer, see `data.recordio`); and for
+    the rare pictures that will not decode, why (a `data.jpeg` problem code, checked as the
+    pass reads them, so that the conversion needs no pass of its own to leave them out).
     Rows are images in document order."""
 
     def __init__(self):
         self.lengths = array.array("I")
         self.magic_rows, self.magic_counts = [], []
+        self.bad_rows, self.bad_codes = [], []
 
-    def add(self, lengths, magic):
+    def add(self, lengths, magic, bad):
         """Add the pictures of one document: their lengths, and the (image number, count) of
-        those that hold magic words."""
+        those that hold magic words and (image number, problem code) of those that will not
+        decode."""
         row = len(self.lengths)
         self.lengths.extend(lengths)
         for number, count in magic:
             self.magic_rows.append(row + number)
             self.magic_counts.append(count)
+        for number, code in bad:
+            self.bad_rows.append(row + number)
+            self.bad_codes.append(code)
 
 
 def _picture_facts(pictures):
-    """(lengths, [(image number, aligned magic words)]) of a document's pictures (bytes)."""
+    """(lengths, [(image number, aligned magic words)], [(image number, JPEG problem code)])
+    of a document's pictures (bytes)."""
+    lengths = [len(p) for p in pictures]
     magic = [(k, aligned_magic_words(p)) for k, p in enumerate(pictures)]
-    return [len(p) for p in pictures], [(k, n) for k, n in magic if n]
+    codes = jpeg_problems(b"".join(pictures), first_rows(lengths)[:-1], lengths)
+    return lengths, [(k, n) for k, n in magic if n], [(int(k), int(codes[k])) for k in np.flatnonzero(codes)]
 
 
 class _LayoutRun:
@@ -429,6 +469,7 @@ class _LayoutRun:
         self.ok, self.product_ids, self.category_ids = ok.tolist(), ids.tolist(), categories.tolist()
         self.first, self.picture_lengths = first.tolist(), picture_lengths.tolist()
         self.magic = self._magic_words(r, picture_starts, picture_lengths, first)
+        self.bad = self._undecodable(buf, picture_starts, picture_lengths, first)
 
     @staticmethod
     def _magic_words(r, picture_starts, picture_lengths, first):
@@ -444,6 +485,16 @@ class _LayoutRun:
             doc = int(np.searchsorted(first, row, side="right") - 1)
             magic.setdefault(doc, []).append((int(row - first[doc]), int(count)))
         return magic
+
+    @staticmethod
+    def _undecodable(buf, picture_starts, picture_lengths, first):
+        """{document: [(image number, JPEG problem code)]} of the pictures that will not decode."""
+        codes = jpeg_problems(buf, picture_starts, picture_lengths)
+        bad = {}
+        for row in np.flatnonzero(codes).tolist():
+            doc = int(np.searchsorted(first, row, side="right") - 1)
+            bad.setdefault(doc, []).append((row - int(first[doc]), int(codes[row])))
+        return bad
 
     def at(self, r):
         """Index of the document at the reader's position, or None when this run does not hold it."""
@@ -465,19 +516,42 @@ def scan_bson(path, skip_bad=False, kind="auto", problems=None, with_bytes=False
     the document's bytes (a memoryview valid until the next item) when `with_bytes`; a
     `PictureTable` given as `pictures` receives the pictures of the yielded documents.
     `kind` "train" requires `category_id` in every product; "auto" decides from the first
-    good document. Problems raise `BsonFormatError`, or with `skip_bad` are appended to
-    `problems` (a list of dicts) and skipped; duplicate ids are checked by `BsonIndex.build`.
+    good document. A negative `_id` is bad input: RecordIO headers, where the conversion
+    writes product ids, hold them as unsigned 64-bit integers. Problems raise
+    `BsonFormatError`, or with `skip_bad` are appended to `problems` (dicts: see `_problem`,
+    with the bytes skipped and the products lost in them) and skipped; duplicate ids are
+    checked by `BsonIndex.build`.
+
+    After a broken length prefix or a corrupt document the scan re-synchronises on the next
+    plausible document start (sane length, an `_id` element, a NUL at its end), searching
+    from the broken document's start, so that documents its (wrong) length would cover are
+    kept; every `_id` element passed over belongs to a damaged document and is counted lost.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
     problems = [] if problems is None else problems
 
-    def report(offset, product_id, reason):
+    def report(offset, product_id, reason, end, lost=()):
+        """Raise the problem, or with `skip_bad` log and record it with the bytes [offset, end)
+        it cost and the ids of the products lost in them."""
         err = BsonFormatError(path, offset, product_id, reason)
         if not skip_bad:
             raise err
         log.warning("skipping: %s", err)
-        problems.append(err.as_dict())
+        problems.append(_problem(err, end, [product_id, *lost]))
+
+    def skip_damage(offset, product_id, reason):
+        """Report a damaged region, from `offset` to the next plausible document start, and
+        move there; False at the end of the file. The product is the damaged document's own
+        `_id` when still readable."""
+        product_id = _id_at(r.buf, r.pos, r.filled) if product_id is None else product_id
+        if not skip_bad:
+            raise BsonFormatError(path, offset, product_id, reason)
+        passed = {}
+        found = r.resync(passed)
+        lost = list(dict.fromkeys(i for i in [product_id, *passed.values()] if i is not None))
+        report(offset, product_id, f"{reason}; {_damage_text(offset, r.offset, lost)}", r.offset, lost)
+        return found
 
     with open(path, "rb", buffering=0) as f:
         r = _Reader(f, os.fstat(f.fileno()).st_size)
@@ -489,7 +563,8 @@ def scan_bson(path, skip_bad=False, kind="auto", problems=None, with_bytes=False
             if pos >= r.filled:
                 return
             if r.filled - pos < 4:
-                report(offset, None, f"truncated document: {r.filled - pos} trailing bytes, no length prefix")
+                report(offset, None, f"truncated document: {r.filled - pos} trailing bytes, no length prefix",
+                       r.file_size)
                 return
             length = _INT32.unpack_from(buf, pos)[0]
             if MIN_DOC_LEN <= length <= MAX_DOC_LEN:
@@ -502,12 +577,10 @@ def scan_bson(path, skip_bad=False, kind="auto", problems=None, with_bytes=False
             if i is not None and run.ok[i]:        # the common case: a Kaggle-layout document
                 product_id, category_id = run.product_ids[i], run.category_ids[i]
                 a, b = run.first[i], run.first[i + 1]
-                n_images, facts = b - a, (run.picture_lengths[a:b], run.magic.get(i, ()))
+                n_images, facts = b - a, (run.picture_lengths[a:b], run.magic.get(i, ()), run.bad.get(i, ()))
                 run.next = i + 1
             else:
                 if length < MIN_DOC_LEN or length > MAX_DOC_LEN or offset + length > r.file_size:
-                    product_id = _INT32.unpack_from(buf, pos + 9)[0] \
-                        if buf[pos + 4:pos + 9] == _ID_HEADERS[0] and r.filled - pos >= 13 else None
                     if length < 0:
                         reason = f"invalid length prefix: negative document length {length}"
                     elif length < MIN_DOC_LEN:
@@ -517,25 +590,25 @@ def scan_bson(path, skip_bad=False, kind="auto", problems=None, with_bytes=False
                     else:
                         reason = (f"truncated document: length {length} runs past the end of the file "
                                   f"({r.file_size - offset} bytes left)")
-                    report(offset, product_id, reason)
-                    if not r.resync():
+                    if not skip_damage(offset, None, reason):
                         return
                     continue
                 try:
                     product_id, category_id, found = _parse_document(buf, pos, length)
                 except _BadDocument as e:
-                    report(offset, e.product_id, e.reason)
-                    # Trust the length prefix only when a document plausibly follows it.
-                    if offset + length == r.file_size or _plausible_start(buf, pos + length, r.filled):
-                        r.pos = pos + length
-                    elif not r.resync():
+                    if not skip_damage(offset, e.product_id, e.reason):
                         return
                     continue
                 n_images, facts = len(found), (_picture_facts(found) if pictures is not None else None)
-            if kind == "auto":
-                kind = "train" if category_id != NO_CATEGORY else "test"
-            if kind == "train" and category_id == NO_CATEGORY:
-                report(offset, product_id, "train product without category_id")
+            if product_id < 0:
+                reason = "negative _id: product ids must be at least 0 (RecordIO headers hold them unsigned)"
+            else:
+                if kind == "auto":
+                    kind = "train" if category_id != NO_CATEGORY else "test"
+                reason = "train product without category_id" if kind == "train" and category_id == NO_CATEGORY \
+                    else None
+            if reason is not None:
+                report(offset, product_id, reason, offset + length)
                 r.pos = pos + length
                 continue
             if pictures is not None:
@@ -564,8 +637,21 @@ def _drop_duplicates(path, records, skip_bad, problems):
         if not skip_bad:
             raise err
         log.warning("skipping: %s", err)
-        problems.append(err.as_dict())
+        problems.append(_problem(err, int(row["offset"]) + int(row["length"]), [pid]))
     return keep
+
+
+def _problem(err, end, lost_ids):
+    """What the index records of a skipped problem: the error's fields (path, offset,
+    product_id, reason), `end`, where the bytes it skipped end, and `lost_product_ids`,
+    the ids (where readable) of the products lost in them."""
+    return dict(err.as_dict(), end=end, lost_product_ids=list(dict.fromkeys(i for i in lost_ids if i is not None)))
+
+
+def _damage_text(offset, end, lost_ids):
+    """What a damaged region cost, for its error message."""
+    ids = f"lost product ids {', '.join(map(str, lost_ids))}" if lost_ids else "no product id readable in them"
+    return f"skipped bytes {offset}..{end} ({end - offset:,} bytes; {ids})"
 
 
 def first_rows(counts):
@@ -586,6 +672,18 @@ def image_rows(first_image, positions):
     return np.repeat(first_image[positions] - before, counts) + np.arange(int(counts.sum()))
 
 
+def _sparse_lookup(sparse_rows, values, rows):
+    """The values at `rows` of a mostly-zero per-image column held as its non-zero
+    (ascending `sparse_rows`, `values`)."""
+    rows = np.asarray(rows, np.int64)
+    out = np.zeros(len(rows), values.dtype)
+    if len(sparse_rows) and len(rows):
+        k = np.minimum(np.searchsorted(sparse_rows, rows), len(sparse_rows) - 1)
+        hit = sparse_rows[k] == rows
+        out[hit] = values[k[hit]]
+    return out
+
+
 def index_path_for(path):
     return path + ".index.npz"
 
@@ -599,16 +697,22 @@ class BsonIndex:
     """Positions of every good product of a BSON file, in file order, with random access,
     and the length of every picture (`picture_lengths`; image `j` of the product at
     position `p` is row `first_image[p] + j`) with the RecordIO magic words some hold
-    (`picture_magic`), from which the conversion to RecordIO knows every record's size."""
+    (`picture_magic`), from which the conversion to RecordIO knows every record's size, and
+    the pictures that will not decode (`picture_problems`, `data.jpeg` codes), which the
+    conversion leaves out or reports."""
 
-    def __init__(self, path, records, kind, problems=(), picture_lengths=None, magic_rows=None, magic_counts=None):
+    def __init__(self, path, records, kind, problems=(), picture_lengths=None, magic_rows=None, magic_counts=None,
+                 undecodable_rows=None, undecodable_codes=None, built_as=None):
         self.path = path
         self.records = records
         self.kind = kind
+        self.built_as = kind if built_as is None else built_as   # the `kind` asked of `build` (see `serves`)
         self.problems = list(problems)
         self.picture_lengths = picture_lengths
         self.magic_rows = np.zeros(0, np.int64) if magic_rows is None else magic_rows
         self.magic_counts = np.zeros(0, np.int64) if magic_counts is None else magic_counts
+        self.undecodable_rows = np.zeros(0, np.int64) if undecodable_rows is None else undecodable_rows
+        self.undecodable_codes = np.zeros(0, np.uint8) if undecodable_codes is None else undecodable_codes
         self._fd = None
         self._fd_pid = None
         self._positions = None
@@ -640,60 +744,83 @@ class BsonIndex:
             bar.close()
         records = np.concatenate(blocks)
         lengths = np.frombuffer(pictures.lengths, np.uint32) if len(pictures.lengths) else np.zeros(0, np.uint32)
-        magic_rows, magic_counts = np.array(pictures.magic_rows, np.int64), np.array(pictures.magic_counts, np.int64)
+        sparse = [(np.array(pictures.magic_rows, np.int64), np.array(pictures.magic_counts, np.int64)),
+                  (np.array(pictures.bad_rows, np.int64), np.array(pictures.bad_codes, np.uint8))]
         first_category = records["category_id"][0] if len(records) else NO_CATEGORY
         keep = _drop_duplicates(path, records, skip_bad, problems)
         if not keep.all():
             keep_images = np.repeat(keep, records["n_images"].astype(np.int64))
             new_rows = np.cumsum(keep_images) - 1
-            kept_magic = keep_images[magic_rows]
             records, lengths = records[keep], lengths[keep_images]
-            magic_rows, magic_counts = new_rows[magic_rows[kept_magic]], magic_counts[kept_magic]
-        if kind == "auto":
-            kind = "test" if first_category == NO_CATEGORY else "train"
-        return cls(path, records, kind, problems, lengths.copy(), magic_rows, magic_counts)
+            sparse = [(new_rows[rows[keep_images[rows]]], values[keep_images[rows]]) for rows, values in sparse]
+        resolved = kind if kind != "auto" else "test" if first_category == NO_CATEGORY else "train"
+        (magic_rows, magic_counts), (undecodable_rows, undecodable_codes) = sparse
+        return cls(path, records, resolved, problems, lengths.copy(), magic_rows, magic_counts, undecodable_rows,
+                   undecodable_codes, built_as=kind)
 
     def save(self, index_path=None):
         index_path = index_path or index_path_for(self.path)
-        meta = dict(_file_signature(self.path), version=INDEX_VERSION, kind=self.kind, problems=self.problems)
+        meta = dict(_file_signature(self.path), version=INDEX_VERSION, kind=self.kind, built_as=self.built_as,
+                    problems=self.problems)
         with atomic_path(index_path) as tmp:
             with open(tmp, "wb") as f:
                 np.savez(f, records=self.records, picture_lengths=self.picture_lengths, magic_rows=self.magic_rows,
-                         magic_counts=self.magic_counts, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+                         magic_counts=self.magic_counts, undecodable_rows=self.undecodable_rows,
+                         undecodable_codes=self.undecodable_codes,
+                         meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
         return index_path
 
     @classmethod
     def load(cls, path, index_path=None):
-        """The cached index of `path`, or None when absent or stale (file changed)."""
+        """The cached index of `path`, or None when absent, stale (file changed) or damaged."""
         index_path = index_path or index_path_for(path)
         if not os.path.exists(index_path):
             return None
-        with np.load(index_path) as z:
-            meta = json.loads(z["meta"].tobytes().decode())
-            if meta.get("version") != INDEX_VERSION or \
-                    {k: meta.get(k) for k in ("size", "mtime_ns")} != _file_signature(path):
-                return None
-            return cls(path, z["records"], meta["kind"], meta["problems"], z["picture_lengths"], z["magic_rows"],
-                       z["magic_counts"])
+        try:
+            with np.load(index_path) as z:
+                meta = json.loads(z["meta"].tobytes().decode())
+                if meta.get("version") != INDEX_VERSION or \
+                        {k: meta.get(k) for k in ("size", "mtime_ns")} != _file_signature(path):
+                    return None
+                return cls(path, z["records"], meta["kind"], meta["problems"], z["picture_lengths"],
+                           z["magic_rows"], z["magic_counts"], z["undecodable_rows"], z["undecodable_codes"],
+                           meta["built_as"])
+        except NPZ_ERRORS as e:   # damaged: build it again
+            log.warning("ignoring the unreadable index %s: %s", index_path, e)
+            return None
 
     @classmethod
     def load_or_build(cls, path, skip_bad=False, kind="auto", progress=False, index_path=None, rebuild=False):
         """The cached index when valid (and not `rebuild`), else build it and cache it beside
-        the file.
+        the file. One process builds at a time: another that needs the index meanwhile (the
+        conversions of several sides of one train.bson started together) waits, then loads
+        what was built (`data.atomic.build_once`).
 
         A cached index that recorded problems is only reused with `skip_bad` (without it,
         the build runs again so that the first problem raises)."""
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path}: no such BSON file")
-        index = None if rebuild else cls.load(path, index_path)
-        if index is not None and (skip_bad or not index.problems) and kind in ("auto", index.kind):
+
+        def cached():
+            index = None if rebuild else cls.load(path, index_path)
+            return index if index is not None and (skip_bad or not index.problems) and \
+                index.serves(kind) else None
+
+        def build():
+            index = cls.build(path, skip_bad=skip_bad, kind=kind, progress=progress)
+            try:
+                index.save(index_path)
+            except OSError as e:   # a read-only data folder: the index still works, uncached
+                log.warning("could not cache the index of %s: %s", path, e)
             return index
-        index = cls.build(path, skip_bad=skip_bad, kind=kind, progress=progress)
-        try:
-            index.save(index_path)
-        except OSError as e:   # a read-only data folder: the index still works, uncached
-            log.warning("could not cache the index of %s: %s", path, e)
-        return index
+
+        return build_once(index_path or index_path_for(path), cached, build)
+
+    def serves(self, kind):
+        """Whether this index is what `build(kind=kind)` would give: one built with "auto" serves
+        "auto" and the kind it resolved to; one built with a forced kind serves only that kind
+        (a `--kind test` index of a train file must not pass for an automatic one)."""
+        return kind == self.built_as or (self.built_as == "auto" and kind == self.kind)
 
     # -- lookups ---------------------------------------------------------------------------
     def __len__(self):
@@ -706,6 +833,12 @@ class BsonIndex:
     @property
     def category_ids(self):
         return self.records["category_id"]
+
+    @property
+    def labelled(self):
+        """True when products carry category ids (a training file), whatever `kind` the index
+        was built as (`--kind test` keeps the category ids of a train file)."""
+        return bool(np.any(self.category_ids != NO_CATEGORY))
 
     @property
     def n_images(self):
@@ -725,13 +858,11 @@ class BsonIndex:
 
     def picture_magic(self, rows):
         """Aligned RecordIO magic words in the pictures of image `rows` (int64, mostly 0)."""
-        rows = np.asarray(rows, np.int64)
-        counts = np.zeros(len(rows), np.int64)
-        if len(self.magic_rows) and len(rows):
-            k = np.minimum(np.searchsorted(self.magic_rows, rows), len(self.magic_rows) - 1)
-            hit = self.magic_rows[k] == rows
-            counts[hit] = self.magic_counts[k[hit]]
-        return counts
+        return _sparse_lookup(self.magic_rows, self.magic_counts, rows)
+
+    def picture_problems(self, rows):
+        """`data.jpeg` problem codes of the pictures of image `rows` (uint8, 0 = decodable)."""
+        return _sparse_lookup(self.undecodable_rows, self.undecodable_codes, rows)
 
     def position_of(self, product_id):
         if self._positions is None:
@@ -903,14 +1034,16 @@ class BsonIndex:
             "path": self.path, "kind": self.kind, "products": len(self), "images": int(n_img.sum()),
             "images_per_product": {str(k): int(c) for k, c in enumerate(counts, 1) if c},
             "bytes": int(self.records["length"].sum()), "problems": len(self.problems),
+            "undecodable_pictures": len(self.undecodable_rows),
         }
         if self.kind == "train":
             out["categories"] = int(len(np.unique(self.category_ids)))
         return out
 
 
+@command("bson_index")
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="bson_index", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bson", nargs="+", help="BSON file(s) to index")
     parser.add_argument("--skip-bad", action="store_true",
@@ -918,10 +1051,11 @@ def main(argv=None):
     parser.add_argument("--kind", choices=KINDS, default="auto",
                         help="train requires category_id in every product (default: decided by the first one)")
     parser.add_argument("--rebuild", action="store_true", help="ignore a cached index")
+    add_common_options(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     for path in args.bson:
-        index = BsonIndex.load_or_build(path, skip_bad=args.skip_bad, kind=args.kind, progress=True,
+        index = BsonIndex.load_or_build(path, skip_bad=args.skip_bad, kind=args.kind, progress=args.progress,
                                         rebuild=args.rebuild)
         print(json.dumps(index.summary(), indent=2))
         for problem in index.problems:

@@ -52,6 +52,8 @@ def _close_progress_bars():
     if tqdm is None:
         return
     for bar in list(getattr(tqdm.tqdm, "_instances", ())):
+        if not hasattr(bar, "disable"):   # Ctrl-C inside its constructor: never shown, and
+            bar.disable = True            # close() (also tqdm's __del__) would fail on it
         bar.close()
 
 

@@ -1,4 +1,9 @@
 """Input errors of the data stages, each naming the file, the byte offset and the product."""
+import contextlib
+import zipfile
+
+# What numpy raises for a truncated or garbage `.npz` file; none of it names the file.
+NPZ_ERRORS = (ValueError, KeyError, EOFError, zipfile.BadZipFile)
 
 
 class DataInputError(ValueError):
@@ -34,3 +39,29 @@ class StaleIndexError(BsonFormatError):
         if self.HINT not in reason:
             reason = f"{reason}; {self.HINT}"
         super().__init__(path, offset, product_id, reason)
+
+
+class PictureError(DataInputError):
+    """A picture that will not decode (`data.jpeg`): `image` is its number in the product's `imgs`."""
+
+    def __init__(self, path, offset, product_id, image, reason):
+        self.image, self.picture_reason = image, reason
+        super().__init__(path, offset, product_id, f"imgs[{image}] {reason}")
+
+    def __reduce__(self):
+        return type(self), (self.path, self.offset, self.product_id, self.image, self.picture_reason)
+
+    def as_dict(self):
+        return dict(super().as_dict(), image=self.image)
+
+
+@contextlib.contextmanager
+def reading_npz(path, what):
+    """Errors of reading `path`, which should be a `what` (e.g. "split file"), that say only
+    what numpy found wrong (a truncated or garbage file) become a `DataInputError` naming it."""
+    try:
+        yield
+    except DataInputError:
+        raise
+    except NPZ_ERRORS as error:
+        raise DataInputError(path, None, None, f"not a readable {what}: {error}") from error

@@ -14,8 +14,11 @@ file system; on one, run one writer per output yourself.
 """
 import contextlib
 import fcntl
+import logging
 import os
 import socket
+
+log = logging.getLogger(__name__)
 
 _held = {}    # lock path -> fd of the locks this process holds
 
@@ -41,15 +44,25 @@ def _holder(fd):
     return (text[0], text[1]) if len(text) >= 2 else ("?", "?")
 
 
-def _acquire(path, output):
+def _acquire(path, output, wait):
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        except OSError as error:      # a read-only folder: say which output cannot be written
+            raise OSError(error.errno, f"cannot write {output}: {error.strerror}", path) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             pid, host = _holder(fd)
-            os.close(fd)
-            raise OutputLockedError(output, pid, host) from None
+            if not wait:
+                os.close(fd)
+                raise OutputLockedError(output, pid, host) from None
+            log.info("%s is being written by pid %s (host %s): waiting for it", output, pid, host)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except BaseException:
+                os.close(fd)
+                raise
         # The holder before us may have removed the file between our open and flock: then
         # we locked an orphaned inode, and must lock the file now at `path` instead.
         try:
@@ -64,8 +77,10 @@ def _acquire(path, output):
 
 
 @contextlib.contextmanager
-def output_lock(output):
-    """Hold the exclusive lock of `output` for the `with` block; `OutputLockedError` if taken.
+def output_lock(output, wait=False):
+    """Hold the exclusive lock of `output` for the `with` block; `OutputLockedError` if taken,
+    or with `wait` wait until its holder is done (for a shared cache that one process builds
+    and the others then read).
 
     Re-entrant within a process (a tool that locks an output and calls a function that
     locks it again)."""
@@ -74,7 +89,7 @@ def output_lock(output):
         yield
         return
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd = _acquire(path, output.rstrip("/") or output)
+    fd = _acquire(path, output.rstrip("/") or output, wait)
     _held[path] = fd
     try:
         yield

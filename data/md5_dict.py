@@ -24,18 +24,27 @@ Looking up (vectorised over any number of keys: a list of 16-byte `bytes` or an
     hits.n_categories     # (n,) int: distinct categories of the key, 0 when not found
     hits.total            # (n,) int: training images (products) carrying the key
     hits.single_category()               # (n,) int64 category id when exactly one, else -1
-    hits.counts_of(i)                    # {category_id: count} of query i
+    hits.counts_of(i)                    # {category_id: count} of query i, in first-seen order
     hits.dense(category_map)             # (n, classes) float32 counts in class-id columns
     hits.offsets, hits.categories, hits.counts   # the same counts as CSR arrays per query
+    hits.first_seen                      # per CSR entry: 0 for the key's category seen first, ...
+    hits.first_seen_order()              # entry permutation: each query's categories in that order
 
 Counts are kept per Kaggle `category_id` (independent of the CSV row order);
 `dense(CategoryMap)` turns them into class-id columns for the modes unique / majority /
-l1 / l2 / softmax of the prediction stage.
+l1 / l2 / softmax of the prediction stage (predict.md5_modes). The reference kept a
+`collections.Counter` per MD5, filled in `train.bson` order, and its `majority` mode took
+`Counter.most_common(1)[0]`: among tied counts, the category seen first in the file
+(Python 3 `Counter`s keep insertion order). `first_seen` keeps that order, so `counts_of`
+equals the reference's Counter, order included.
 
-File format (`.md5.npz`, plain arrays, loads without pickle): for each table `image` and
-`product`: `<t>_keys` (m, 16) uint8 sorted, `<t>_offsets` (m+1,) int64, `<t>_categories`
-(k,) int64 and `<t>_counts` (k,) int32 (CSR: key i owns entries offsets[i]:offsets[i+1],
-categories ascending), plus `meta` (JSON bytes: source file, split side, totals).
+File format (`.md5.npz`, plain arrays, loads without pickle; version 2): for each table
+`image` and `product`: `<t>_keys` (m, 16) uint8 sorted, `<t>_offsets` (m+1,) int64,
+`<t>_categories` (k,) int64, `<t>_counts` (k,) int32 and `<t>_first_seen` (k,) int32
+(CSR: key i owns entries offsets[i]:offsets[i+1], categories ascending; `first_seen` ranks
+them by the position in the BSON file where each was first seen with the key), plus `meta`
+(JSON bytes: source file, split side, totals, version). Files of version 1 (without
+`first_seen`) are refused with a request to rebuild them.
 
 Building: one parallel pass over the BSON computes every image's MD5 and every product's
 hash, in index order; they are cached beside the file as `<bson>.image_md5.npz` (16 bytes per
@@ -56,15 +65,17 @@ import os
 import numpy as np
 from tqdm import tqdm
 
-from data.atomic import atomic_path
+from data.atomic import atomic_path, build_once, exclusive_output
 from data.bson_index import BsonIndex, NO_CATEGORY, image_rows
+from data.cli import add_common_options, command, positive_int
+from data.errors import NPZ_ERRORS, DataInputError, reading_npz
 from data.parallel import ordered_map
 from data.split_train_bson import SIDES, Split, file_signature
 
 log = logging.getLogger(__name__)
 
 DIGEST_SIZE = 16
-DICTIONARY_VERSION = 1
+DICTIONARY_VERSION = 2
 DIGESTS_VERSION = 1
 TABLES = ("image", "product")
 DIGEST_CHUNK_BYTES = 256 * 1024 * 1024
@@ -114,18 +125,21 @@ def first_occurrences(keys):
 # Count tables
 # --------------------------------------------------------------------------------------------
 class CountTable:
-    """Sorted 16-byte keys, each with the counts of the categories it was seen with (CSR)."""
+    """Sorted 16-byte keys, each with the counts of the categories it was seen with (CSR),
+    and the order in which those categories were first seen with it (`first_seen`)."""
 
-    def __init__(self, keys, offsets, categories, counts):
+    def __init__(self, keys, offsets, categories, counts, first_seen):
         self.keys = as_keys(keys)
         self.offsets = np.asarray(offsets, np.int64)
         self.categories = np.asarray(categories, np.int64)
         self.counts = np.asarray(counts, np.int32)
+        self.first_seen = np.asarray(first_seen, np.int32)
         self._high, self._low = _key_words(self.keys)
 
     @classmethod
     def from_pairs(cls, keys, categories):
-        """Count each (key, category) pair; one row per distinct key."""
+        """Count each (key, category) pair; one row per distinct key. The pairs come in
+        file order, which `first_seen` records."""
         high, low = _key_words(keys)
         categories = np.asarray(categories, np.int64)
         order = np.lexsort((categories, low, high))
@@ -141,7 +155,12 @@ class CountTable:
         n_keys = int(new_key.sum())
         offsets = np.zeros(n_keys + 1, np.int64)
         np.cumsum(np.bincount(key_of_pair, minlength=n_keys), out=offsets[1:])
-        return cls(as_keys(keys)[order[new_key]], offsets, categories[pair_starts], counts)
+        # The sort is stable: order[pair_starts] is each pair's first row. Rank the pairs of
+        # each key by it.
+        by_first_row = np.lexsort((order[pair_starts], key_of_pair))
+        first_seen = np.empty(len(pair_starts), np.int32)
+        first_seen[by_first_row] = np.arange(len(pair_starts)) - offsets[key_of_pair[by_first_row]]
+        return cls(as_keys(keys)[order[new_key]], offsets, categories[pair_starts], counts, first_seen)
 
     def __len__(self):
         return len(self.keys)
@@ -190,6 +209,7 @@ class CountLookup:
         entry = starts[query_of_entry] + np.arange(self.offsets[-1]) - self.offsets[query_of_entry]
         self.categories = table.categories[entry]
         self.counts = table.counts[entry]
+        self.first_seen = table.first_seen[entry]
         self._query_of_entry = query_of_entry
         self.total = np.bincount(query_of_entry, weights=self.counts, minlength=len(rows)).astype(np.int64)
 
@@ -203,9 +223,16 @@ class CountLookup:
         out[one] = self.categories[self.offsets[:-1][one]]
         return out
 
+    def first_seen_order(self):
+        """Permutation of the CSR entries that lists each query's categories in the order
+        they were first seen with its key (offsets unchanged)."""
+        return np.lexsort((self.first_seen, self._query_of_entry))
+
     def counts_of(self, i):
+        """``{category_id: count}`` of query `i`, in first-seen order (the reference's Counter)."""
         lo, hi = self.offsets[i], self.offsets[i + 1]
-        return dict(zip(self.categories[lo:hi].tolist(), self.counts[lo:hi].tolist()))
+        order = lo + np.argsort(self.first_seen[lo:hi])
+        return dict(zip(self.categories[order].tolist(), self.counts[order].tolist()))
 
     def dense(self, category_map):
         """(n, len(category_map)) float32 counts; a row of zeros when not found."""
@@ -260,19 +287,32 @@ class ImageDigests:
         """The cached digests of `index`'s file when they match it, else computed and cached.
 
         The cache defaults to `<bson>.image_md5.npz` beside the file; a folder that cannot be
-        written only loses the cache."""
+        written only loses the cache. One process computes at a time: another that needs the
+        digests meanwhile waits, then loads them (`data.atomic.build_once`)."""
         cache_path = cache_path or index.path + ".image_md5.npz"
-        if os.path.exists(cache_path):
-            with np.load(cache_path) as z:
-                if json.loads(z["meta"].tobytes().decode()) == cls._signature(index):
+
+        def cached():
+            if not os.path.exists(cache_path):
+                return None
+            try:
+                with np.load(cache_path) as z:
+                    if json.loads(z["meta"].tobytes().decode()) != cls._signature(index):
+                        return None
                     log.info("using cached image MD5s %s", cache_path)
                     return cls(z["image_md5"], z["product_hash"], index.first_image)
-        digests = cls.compute(index, workers, progress)
-        try:
-            digests.save(cache_path, index)
-        except OSError as e:
-            log.warning("could not cache the image MD5s of %s: %s", index.path, e)
-        return digests
+            except NPZ_ERRORS as e:   # damaged: compute them again
+                log.warning("ignoring the unreadable image MD5s %s: %s", cache_path, e)
+                return None
+
+        def compute():
+            digests = cls.compute(index, workers, progress)
+            try:
+                digests.save(cache_path, index)
+            except OSError as e:
+                log.warning("could not cache the image MD5s of %s: %s", index.path, e)
+            return digests
+
+        return build_once(cache_path, cached, compute)
 
 
 def _digest_range(index, task):
@@ -325,7 +365,8 @@ class Md5Dictionary:
         arrays = {}
         for name, table in (("image", self.images), ("product", self.products)):
             arrays.update({f"{name}_keys": table.keys, f"{name}_offsets": table.offsets,
-                           f"{name}_categories": table.categories, f"{name}_counts": table.counts})
+                           f"{name}_categories": table.categories, f"{name}_counts": table.counts,
+                           f"{name}_first_seen": table.first_seen})
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
                 np.savez(f, meta=np.frombuffer(json.dumps(self.meta).encode(), np.uint8), **arrays)
@@ -333,11 +374,14 @@ class Md5Dictionary:
 
     @classmethod
     def load(cls, path):
-        with np.load(path, allow_pickle=False) as z:
+        with reading_npz(path, "MD5 dictionary (data.md5_dict)"), np.load(path, allow_pickle=False) as z:
             meta = json.loads(z["meta"].tobytes().decode())
             if meta.get("version") != DICTIONARY_VERSION:
-                raise ValueError(f"{path}: MD5 dictionary version {meta.get('version')}, expected {DICTIONARY_VERSION}")
-            images, products = (CountTable(z[f"{t}_keys"], z[f"{t}_offsets"], z[f"{t}_categories"], z[f"{t}_counts"])
+                raise DataInputError(path, None, None,
+                                     f"MD5 dictionary version {meta.get('version')}, expected {DICTIONARY_VERSION}: "
+                                     "rebuild it with python -m data.md5_dict")
+            images, products = (CountTable(*(z[f"{t}_{a}"] for a in ("keys", "offsets", "categories", "counts",
+                                                                     "first_seen")))
                                 for t in TABLES)
         return cls(images, products, meta)
 
@@ -356,20 +400,24 @@ def build_dictionary(bson_path, split_path=None, side="train", skip_bad=False, d
     return Md5Dictionary.build(index, digests, split.positions(index, side), meta)
 
 
+@command("md5_dict")
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="md5_dict", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bson", help="a train BSON file (with category_id)")
     parser.add_argument("--out", required=True, help="dictionary file to write, e.g. work/rec/A_train.md5.npz")
     parser.add_argument("--split", help="split file (data.split_train_bson): count one side only")
     parser.add_argument("--side", choices=SIDES, default="train", help="side of --split to count (default train)")
     parser.add_argument("--digests", help="cache of the per-image MD5s (default: <bson>.image_md5.npz)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="processes (default: all cores)")
+    parser.add_argument("--workers", type=positive_int, default=os.cpu_count(), help="processes (default: all cores)")
     parser.add_argument("--skip-bad", action="store_true", help="skip bad documents of the BSON file")
+    add_common_options(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    dictionary = build_dictionary(args.bson, args.split, args.side, args.skip_bad, args.digests, args.workers)
-    dictionary.save(args.out)
+    with exclusive_output(args.out):
+        dictionary = build_dictionary(args.bson, args.split, args.side, args.skip_bad, args.digests, args.workers,
+                                      args.progress)
+        dictionary.save(args.out)
     log.info("%s: %s", args.out, json.dumps(dictionary.summary()))
 
 

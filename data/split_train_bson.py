@@ -31,8 +31,10 @@ import random
 import numpy as np
 from tqdm import tqdm
 
-from data.atomic import atomic_open, atomic_path
+from data.atomic import atomic_open, atomic_path, exclusive_output
 from data.bson_index import BsonIndex
+from data.cli import add_common_options, command
+from data.errors import DataInputError, reading_npz
 
 log = logging.getLogger(__name__)
 
@@ -114,10 +116,11 @@ class Split:
 
     @classmethod
     def load(cls, path):
-        with np.load(path) as z:
+        with reading_npz(path, "split file (data.split_train_bson)"), np.load(path) as z:
             meta = json.loads(z["meta"].tobytes().decode())
             if meta.get("version") != SPLIT_VERSION:
-                raise ValueError(f"{path}: split format version {meta.get('version')}, expected {SPLIT_VERSION}")
+                raise DataInputError(path, None, None, f"split format version {meta.get('version')}, "
+                                                       f"expected {SPLIT_VERSION}")
             return cls(z["train_ids"], z["val_ids"], meta)
 
 
@@ -136,8 +139,9 @@ def write_side_bsons(index, split, prefix, progress=True):
     return paths
 
 
+@command("split_train_bson")
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="split_train_bson", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bson", help="train.bson (indexed on first use, index cached beside it)")
     parser.add_argument("--out", required=True, help="split file to write, e.g. work/rec/A.split.npz")
@@ -146,17 +150,21 @@ def main(argv=None):
     parser.add_argument("--ratio", type=float, default=DEFAULT_RATIO, help="validation share (default 0.05)")
     parser.add_argument("--bson-prefix", help="also write PREFIX_train.bson and PREFIX_val.bson")
     parser.add_argument("--skip-bad", action="store_true", help="split the good products of a file with bad documents")
+    add_common_options(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-
-    index = BsonIndex.load_or_build(args.bson, skip_bad=args.skip_bad, progress=True)
-    split = Split.of_index(index, args.seed, args.ratio)
-    split.save(args.out)
-    log.info("%s: seed %d, ratio %g: %d train / %d validation products -> %s", args.bson, args.seed, args.ratio,
-             len(split.train_ids), len(split.val_ids), args.out)
-    if args.bson_prefix:
-        for path in write_side_bsons(index, split, args.bson_prefix).values():
-            log.info("wrote %s", path)
+    outputs = [args.out] + ([f"{args.bson_prefix}_{side}.bson" for side in SIDES] if args.bson_prefix else [])
+    with contextlib.ExitStack() as locks:
+        for path in outputs:
+            locks.enter_context(exclusive_output(path))
+        index = BsonIndex.load_or_build(args.bson, skip_bad=args.skip_bad, progress=args.progress)
+        split = Split.of_index(index, args.seed, args.ratio)
+        split.save(args.out)
+        log.info("%s: seed %d, ratio %g: %d train / %d validation products -> %s", args.bson, args.seed, args.ratio,
+                 len(split.train_ids), len(split.val_ids), args.out)
+        if args.bson_prefix:
+            for path in write_side_bsons(index, split, args.bson_prefix, args.progress).values():
+                log.info("wrote %s", path)
 
 
 if __name__ == "__main__":

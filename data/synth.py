@@ -61,7 +61,6 @@ import contextlib
 import csv
 import dataclasses
 import os
-import sys
 import time
 
 import bson
@@ -69,7 +68,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from data.atomic import atomic_path, write_json
+from data.atomic import atomic_path, exclusive_output, write_json
+from data.cli import add_common_options, command
 
 GENERATOR_VERSION = "2.1"
 IMAGE_SIZE = 180
@@ -967,7 +967,7 @@ def format_summary(summary):
 def parse_args(argv=None):
     defaults = SynthOptions()
     parser = argparse.ArgumentParser(
-        prog="python -m data.synth",
+        prog="synth",
         description="Write synthetic train.bson, test.bson and category_names.csv in Kaggle's Cdiscount format.",
     )
     parser.add_argument("--out", required=True, help="output folder (created if needed)")
@@ -998,19 +998,19 @@ def parse_args(argv=None):
     difficulty.add_argument("--image-variation", type=float, default=defaults.image_variation,
                             help="spread of images around their product (view, colour cast, blur, occluder, "
                                  "clutter), 0 to 3")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_common_options(parser)
     return parser.parse_args(argv)
 
 
+@command("synth")
 def main(argv=None):
     args = parse_args(argv)
     values = vars(args)
-    out_dir, progress = values.pop("out"), not values.pop("no_progress")
-    try:
-        options = SynthOptions(**values)
-    except ValueError as error:
-        sys.exit(f"data.synth: {error}")
-    summary = generate(out_dir, options, progress=progress)
+    out_dir, progress = values.pop("out"), values.pop("progress")
+    values.pop("debug")
+    options = SynthOptions(**values)
+    with exclusive_output(out_dir):
+        summary = generate(out_dir, options, progress=progress)
     print(format_summary(summary))
     print(f"written to {os.path.abspath(out_dir)}")
 

@@ -2,6 +2,7 @@
 import argparse
 import sys
 
+from data.cli import add_common_options, command
 from models.registry import count_parameters, get_spec, list_models
 
 
@@ -25,10 +26,12 @@ def model_table(names=None):
     return "\n".join(rows)
 
 
+@command("python -m models")
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m models", description=__doc__)
     parser.add_argument("--list", action="store_true", help="print the table of registered networks")
     parser.add_argument("names", nargs="*", help="only these networks (default: all)")
+    add_common_options(parser)
     args = parser.parse_args(argv)
     if not args.list and not args.names:
         parser.print_help()

@@ -3,10 +3,13 @@
 GluonCV 0.10 ships no DPN, so the architecture is written here, following the public
 MXNet symbol definitions of the paper's authors (github.com/cypw/DPNs). The Gluon block
 prefixes are chosen so that every parameter name, once the network's own prefix is
-stripped, is exactly the name used in the published symbolic checkpoints
-(``conv1_x_1__conv_weight``, ``conv2_x__1_c1x1-a__bn_gamma``, ...); only the batch-norm
-running statistics differ (Gluon ``running_mean``/``running_var`` versus symbolic
-``moving_mean``/``moving_var``), which ``models.weights`` translates.
+stripped, is the name used in the authors' symbolic checkpoints
+(``conv1_x_1__conv_weight``, ``conv1_x_1__relu-sp__bn_gamma``, ``conv2_x__1_c1x1-a__conv_weight``,
+``fc6_weight``, ...) up to two spellings that ``models.weights`` translates: the
+batch-norm running statistics (Gluon ``running_mean``/``running_var``, symbolic
+``moving_mean``/``moving_var``) and the batch norm of a block unit, which the authors'
+``BN_AC_Conv`` names twice over (``conv2_x__1_c1x1-a__bn__bn_gamma`` for this network's
+``conv2_x__1_c1x1-a__bn_gamma``). Files exported from this network keep the single form.
 
 A dual path block keeps two streams: a residual stream of fixed width ``bw`` (summed,
 as in ResNeXt) and a densely connected stream that grows by ``inc`` channels per block
@@ -72,7 +75,8 @@ class BNReLUConv(nn.HybridBlock):
     """Pre-activation unit BN -> ReLU -> Conv (``BN_AC_Conv`` of the DPN symbols).
 
     Its prefix is the unit's symbol name plus ``__``; children are ``bn_`` and ``conv_``,
-    giving ``<unit>__bn_gamma`` and ``<unit>__conv_weight``.
+    giving ``<unit>__bn_gamma`` (the authors' files: ``<unit>__bn__bn_gamma``) and
+    ``<unit>__conv_weight``.
     """
 
     def __init__(self, in_channels, channels, kernel_size, strides=1, groups=1, **kwargs):

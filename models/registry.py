@@ -7,6 +7,12 @@ Input normalisation: every network here is fed NCHW float32 RGB as
 were trained with instead: DPN's own mean (124, 117, 104) and scale 0.0167, or for the
 GluonCV networks mean 255 x (0.485, 0.456, 0.406) and one scale 1 / (255 x 0.226), the
 mean of GluonCV's per-channel std (0.229, 0.224, 0.225), which differ from it by < 1.5 %.
+The ``*_mxnet`` ResNeXts (MXNet's model-zoo form) normalise their input with their own
+input batch norm ``bn_data``: their ImageNet input is raw 0-255 RGB as well.
+
+Weight files whose names carry no network prefix use the published names: a network's own
+symbol names (DPN, ``models.dpn``) or, for the ``*_mxnet`` ResNeXts, the layer names of
+MXNet's symbolic ResNeXt (``published_layers``); ``models.weights`` reads both.
 """
 import dataclasses
 from dataclasses import dataclass
@@ -16,11 +22,13 @@ import numpy as np
 
 from models.classifier import Classifier
 from models.dpn import DPN_CONFIGS, dpn_features
-from models.gluoncv_nets import DENSENET_CONFIGS, RESNEXT_CONFIGS, densenet_features, resnext_features
+from models.gluoncv_nets import (DENSENET_CONFIGS, MXNET_SYMBOL_SUFFIX, RESNEXT_CONFIGS, densenet_features,
+                                 mxnet_symbol_layers, resnext_features)
 
 NORMALIZATIONS = ("raw", "imagenet")
 DPN_IMAGENET = ((124.0, 117.0, 104.0), 0.0167)
 GLUONCV_IMAGENET = ((123.675, 116.28, 103.53), 1.0 / (255 * 0.226))
+RAW = ((0.0, 0.0, 0.0), 1.0)
 
 
 @dataclass(frozen=True)
@@ -62,14 +70,16 @@ class _Entry:
     spec: ModelSpec
     build_features: object  # () -> HybridBlock, called inside the classifier's name scope
     classifier_prefix: str
+    published_layers: dict = None  # {published layer name: structural path}, see published_layers
 
 
-def _entry(name, family, config, build_features, imagenet, published_m, classifier_prefix="output_"):
+def _entry(name, family, config, build_features, imagenet, published_m, classifier_prefix="output_",
+           published_layers=None):
     mean, scale = imagenet
     spec = ModelSpec(name=name, family=family, feature_layer="%s_flatten_flatten0_output" % name,
                      feature_channels=config.feature_channels(), imagenet_mean=mean, imagenet_scale=scale,
                      published_params=None if published_m is None else int(published_m * 1e6))
-    return _Entry(spec, lambda: build_features(name), classifier_prefix)
+    return _Entry(spec, lambda: build_features(name), classifier_prefix, published_layers)
 
 
 # Parameter counts at 1000 classes, in millions, as published (REFERENCE.md; SE-ResNeXt-101
@@ -84,7 +94,12 @@ for _name, _config in DPN_CONFIGS.items():
                               classifier_prefix="fc6_")
 for _name, _config in RESNEXT_CONFIGS.items():
     _family = "se_resnext" if _config.use_se else "resnext"
-    _REGISTRY[_name] = _entry(_name, _family, _config, resnext_features, GLUONCV_IMAGENET, _PUBLISHED_M.get(_name))
+    _base = _name[:-len(MXNET_SYMBOL_SUFFIX)] if _config.input_bn else _name
+    # The MXNet model-zoo form: raw input, its classifier named fc1 as in those checkpoints.
+    _REGISTRY[_name] = _entry(_name, _family, _config, resnext_features,
+                              RAW if _config.input_bn else GLUONCV_IMAGENET, _PUBLISHED_M.get(_base),
+                              classifier_prefix="fc1_" if _config.input_bn else "output_",
+                              published_layers=mxnet_symbol_layers(_name))
 for _name, _config in DENSENET_CONFIGS.items():
     _REGISTRY[_name] = _entry(_name, "densenet", _config, densenet_features, GLUONCV_IMAGENET,
                               _PUBLISHED_M.get(_name))
@@ -105,6 +120,13 @@ def _lookup(name):
 def get_spec(name, normalization="raw"):
     """The ``ModelSpec`` of ``name``, with ``mean``/``scale`` for the given normalisation."""
     return _lookup(name).spec.with_normalization(normalization)
+
+
+def published_layers(name):
+    """``{layer name: structural path}`` under which published checkpoints of ``name`` name
+    its layers when those names are not its own symbol names (the ``*_mxnet`` ResNeXts:
+    MXNet's symbolic ResNeXt), or None."""
+    return _lookup(name).published_layers
 
 
 def build_network(name, classes, dropout=0.0):

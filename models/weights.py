@@ -6,15 +6,27 @@ one of two forms:
 - Gluon ``.params`` (``save_parameters``, as in GluonCV's model zoo): keys are structural
   paths such as ``features.4.0.body.0.weight``.
 - MXNet symbolic checkpoints ``prefix-NNNN.params`` (beside ``prefix-symbol.json``, which
-  is not needed): keys are ``arg:<name>`` / ``aux:<name>`` with symbol names. The names
-  are either the published DPN ones (``conv2_x__1_c1x1-a__bn_moving_mean``; DPN blocks
-  here are named to match them) or those written by ``HybridBlock.export`` /
-  ``models.export_symbolic`` from a network of this registry (``dpn92_...``,
-  ``resnext101_64x4d_stage1_conv0_weight``). A registry model name before the first
-  parameter name tells which architecture wrote the file; its names are translated to
-  structural paths through that architecture, which lets a file exported from one
-  network seed another (SE-ResNeXt from ResNeXt: GluonCV numbers layers differently once
-  SE layers are present, the structural paths stay the same).
+  is not needed): keys are ``arg:<name>`` / ``aux:<name>`` with symbol names, either
+  written by ``HybridBlock.export`` / ``models.export_symbolic`` from a network of this
+  registry (``dpn92_...``, ``resnext101_64x4d_stage1_conv0_weight``), or published ones
+  without a network prefix:
+
+  * the DPN authors' checkpoints (``dpn92-0000.params``): the DPN blocks here carry the
+    authors' names (``conv1_x_1__conv_weight``, ``conv2_x__1_c1x1-a__conv_weight``,
+    ``fc6_weight``) except that the authors' ``BN_AC_Conv`` names the batch norm of a
+    block unit twice over: ``conv2_x__1_c1x1-a__bn__bn_gamma`` for this network's
+    ``conv2_x__1_c1x1-a__bn_gamma`` (the stem's and final ones, ``conv1_x_1__relu-sp__bn_*``
+    and ``conv5_x_x__relu-sp__bn_*``, are named once);
+  * MXNet's model-zoo ResNeXt checkpoints (``imagenet1k-resnext-101-0000.params``):
+    ``bn_data``, ``conv0``, ``stage1_unit1_conv1``, ..., ``fc1``; they load into the
+    ``*_mxnet`` ResNeXts, whose layers ``models.registry.published_layers`` names so.
+
+  Symbolic batch-norm statistics are ``moving_mean``/``moving_var`` where Gluon says
+  ``running_mean``/``running_var``. A registry model name before the first parameter
+  name tells which architecture wrote the file; its names are translated to structural
+  paths through that architecture, which lets a file exported from one network seed
+  another (SE-ResNeXt from ResNeXt: GluonCV numbers layers differently once SE layers
+  are present, the structural paths stay the same).
 
 Only the backbone (``net.features``) is loaded. The file's classifier (structural path
 ``output.*``) is dropped and reported: the target keeps its freshly initialised
@@ -22,16 +34,21 @@ Only the backbone (``net.features``) is loaded. The file's classifier (structura
 """
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 
 import mxnet as mx
+from mxnet.gluon import nn
 
-from models.registry import build_network, list_models
+from models.registry import build_network, list_models, published_layers
 
 log = logging.getLogger(__name__)
 
 CLASSIFIER_PATH = "output."
-_BN_STAT_ALIASES = (("_moving_mean", "_running_mean"), ("_moving_var", "_running_var"))
+# Published spellings -> this project's: symbolic batch-norm statistics, and the DPN
+# authors' doubly named unit batch norms (see the module docstring).
+_NAME_ALIASES = ((re.compile(r"_moving_(mean|var)$"), r"_running_\1"),
+                 (re.compile(r"__bn__bn_(gamma|beta|running_mean|running_var)$"), r"__bn_\1"))
 
 
 class WeightImportError(ValueError):
@@ -109,10 +126,38 @@ def symbol_name_table(net):
 
 
 def _canonical_symbol_name(name):
-    for published, gluon in _BN_STAT_ALIASES:
-        if name.endswith(published):
-            return name[:-len(published)] + gluon
+    for pattern, replacement in _NAME_ALIASES:
+        name = pattern.sub(replacement, name)
     return name
+
+
+def published_name_table(net, model):
+    """``{published parameter name, canonical: structural path}`` for registry network
+    ``model``: its own symbol names without the network prefix (the DPN authors' names)
+    and, where the registry names its layers otherwise (``published_layers``: MXNet's
+    model-zoo ResNeXt), those layers' parameters (``stage1_unit1_bn1_running_mean``)."""
+    table = symbol_name_table(net)
+    layers = published_layers(model)
+    if layers:
+        layer_name = {path: name for name, path in layers.items()}
+        for path in structural_names(net):
+            layer, _, param = path.rpartition(".")
+            if layer in layer_name:
+                table["%s_%s" % (layer_name[layer], param)] = path
+    return table
+
+
+def fixed_gammas(net):
+    """Structural paths of the gammas no computation reads: those of batch norms built with
+    ``scale=False`` (MXNet's ``fix_gamma``, e.g. ``bn_data``). A file may omit them."""
+    fixed = set()
+
+    def collect(block):
+        if isinstance(block, nn.BatchNorm) and block._kwargs["fix_gamma"]:  # pylint: disable=protected-access
+            fixed.add(id(block.gamma))
+
+    net.apply(collect)
+    return {path for path, param in structural_names(net).items() if id(param) in fixed}
 
 
 def _detect_source_model(names):
@@ -133,7 +178,7 @@ def _to_structural(arrays, source_format, target_net, target_model):
         return {name: (name, array) for name, array in arrays.items()}, [], "structural"
     source_model = _detect_source_model(arrays)
     if source_model is None:
-        table, prefix = symbol_name_table(target_net), ""
+        table, prefix = published_name_table(target_net, target_model), ""
     elif source_model == target_model:
         table, prefix = symbol_name_table(target_net), target_net.prefix
     else:
@@ -162,9 +207,10 @@ def match_backbone(net, path, model):
     arrays, source_format = read_weights(path)
     keyed, unmatched, naming = _to_structural(arrays, source_format, net, model)
     targets = {p for p in structural_names(net) if not p.startswith(CLASSIFIER_PATH)}
+    optional = fixed_gammas(net)
     report = LoadReport(path, source_format, naming)
     report.loaded = sorted(p for p in targets if p in keyed)
-    report.missing = sorted(p for p in targets if p not in keyed)
+    report.missing = sorted(p for p in targets if p not in keyed and p not in optional)
     report.classifier = sorted(name for p, (name, _) in keyed.items() if p.startswith(CLASSIFIER_PATH))
     report.unexpected = sorted(unmatched + [name for p, (name, _) in keyed.items()
                                             if p not in targets and not p.startswith(CLASSIFIER_PATH)])

@@ -4,10 +4,16 @@ For each model and product: the image-level top-1 is scored (validation), each M
 is applied to the image vectors, each per-product combiner reduces them to one vector,
 and every such variant is written to the model's prediction folder (predict.outputs).
 
-A product whose images all failed to decode (only possible with skip-bad-images) gets the
-uniform vector in every variant, so it still has its row. Every input product must
-arrive exactly once: a second arrival is an error at once, a missing one at `finish`.
+A product without any decodable picture (every picture undecodable, with
+skip-bad-images, or a test document that could not be read but whose `_id` could, with
+skip-bad) still has its row: in every variant it gets the fallback vector, the model's
+training class prior (its training side's class histogram, normalised; see
+predict.inference), whose top class is the training data's most frequent class, or the
+uniform vector when the prior is unknown. They are counted and listed in the manifest
+(``fallback``). Every input product must arrive exactly once: a second arrival is an error
+at once, a missing one at `finish`.
 """
+import logging
 import time
 
 import numpy as np
@@ -15,6 +21,8 @@ import numpy as np
 from predict.combine import combine_images
 from predict.md5_modes import apply_md5_mode
 from predict.outputs import PredictionWriter, variant_name
+
+log = logging.getLogger(__name__)
 
 
 class IncompleteOutputError(RuntimeError):
@@ -39,6 +47,8 @@ class Aggregator:
         self.products_scored = 0
         self.images = 0
         self.problems = []
+        self.fallback_rows = []
+        self.fallbacks = [fallback_vector(m["classes"], m.get("class_histogram")) for m in models]
         self.started = time.time()
 
     def _mark(self, seq, product_id):
@@ -61,20 +71,21 @@ class Aggregator:
         if labelled:
             self.products_scored += 1
             self.images_scored += probs.shape[1]
-        for m, (model, writer) in enumerate(zip(self.models, self.writers)):
+        if probs.shape[1] == 0:
+            self.fallback_rows.append(decoded.seq)
+        for m, writer in enumerate(self.writers):
             image_probs = probs[m]
             if labelled and len(image_probs):
                 self.image_correct[m] += int((image_probs.argmax(axis=1) == decoded.label).sum())
-            vectors = self._variants(image_probs, good_counts, model["classes"])
+            vectors = self._variants(image_probs, good_counts, self.fallbacks[m])
             if labelled:
                 self.product_correct[m] += [int(np.argmax(vectors[v]) == decoded.label) for v in self.variants]
             writer.write(decoded.seq, decoded.product_id, decoded.label, decoded.n_images, decoded.product_hash,
                          vectors)
 
-    def _variants(self, image_probs, counts, classes):
+    def _variants(self, image_probs, counts, fallback):
         if len(image_probs) == 0:
-            uniform = np.full(classes, 1.0 / classes, np.float32)
-            return {v: uniform for v in self.variants}
+            return {v: fallback for v in self.variants}
         vectors = {}
         for mode in self.md5_modes:
             adjusted = apply_md5_mode(image_probs, counts, mode)
@@ -94,12 +105,20 @@ class Aggregator:
             first = np.argmax(counts > 1)
             raise IncompleteOutputError(f"product id {int(ids[first])} occurs {int(counts[first])} times in the input")
         elapsed = time.time() - self.started
+        fallback_ids = self.ids[sorted(self.fallback_rows)].tolist()
         manifests = []
         for m, (model, writer) in enumerate(zip(self.models, self.writers)):
-            manifest = dict(self.manifest, name=model["name"], model=model, images=self.images,
+            fallback = {"products": len(fallback_ids), "product_ids": fallback_ids,
+                        "class": int(np.argmax(self.fallbacks[m])), "class_prior": model.get("class_prior")}
+            if fallback_ids:
+                log.warning("%s: %d products without a decodable picture got the fallback: %s (class %d)",
+                            model["name"], len(fallback_ids), f"the class prior of {fallback['class_prior']}"
+                            if fallback["class_prior"] else "the uniform vector (no class prior)", fallback["class"])
+            described = {k: v for k, v in model.items() if k != "class_histogram"}
+            manifest = dict(self.manifest, name=model["name"], model=described, images=self.images,
                             elapsed_seconds=round(elapsed, 3),
                             products_per_second=round(n_products / elapsed, 2) if elapsed > 0 else None,
-                            problems=self.problems)
+                            problems=self.problems, fallback=fallback)
             if self.products_scored:
                 manifest["image_accuracy"] = self.image_correct[m] / max(self.images_scored, 1)
                 manifest["product_accuracy"] = dict(zip(self.variants, (self.product_correct[m] /
@@ -119,3 +138,12 @@ def _plain(obj):
     if isinstance(obj, (list, tuple)):
         return [_plain(v) for v in obj]
     return obj.item() if isinstance(obj, np.generic) else obj
+
+
+def fallback_vector(classes, histogram=None):
+    """The vector of a product without any decodable picture: the training class prior
+    (`histogram` normalised), else uniform."""
+    if histogram is None or sum(histogram) <= 0:
+        return np.full(classes, 1.0 / classes, np.float32)
+    histogram = np.asarray(histogram, np.float64)
+    return (histogram / histogram.sum()).astype(np.float32)

@@ -6,10 +6,11 @@ centre, `crop_size` pixels wide, scaled back to the image size), and with both, 
 mirror of each crop. Every view of an image is predicted and the image's vector is the
 mean over its views.
 
-Undecodable images: without `skip_bad` the product's error names file, place, product
-and image. With `skip_bad` the image is left out of its product's combination (the
-product's other images decide) and reported; a product without any decodable image gets
-the uniform vector (see predict.aggregate). Either way every product gets one row.
+Undecodable images (random bytes, a truncated or an empty picture): without `skip_bad`
+the product's error names file, place, product and image. With `skip_bad` the image is
+left out of its product's combination (the product's other images decide) and reported;
+a product without any decodable image gets the fallback vector, the training class prior
+(see predict.aggregate). Either way every product gets one row.
 
 MD5s are taken from the untouched JPEG bytes (`data.md5_dict.image_md5`), bad images
 included, and give the product hash (`data.md5_dict.product_hash`) and, with an MD5
@@ -77,7 +78,12 @@ class DecodedProduct:
 
 
 def decode_rgb(jpeg, size):
-    """RGB uint8 image at `size` x `size`, or None when the bytes are not a decodable image."""
+    """RGB uint8 image at `size` x `size`, or None when the bytes are not a decodable image.
+
+    OpenCV returns None for undecodable bytes but raises on an empty buffer (``b''``:
+    ``!buf.empty() in function 'imdecode_'``), which therefore never reaches it."""
+    if not len(jpeg):
+        return None
     bgr = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
     if bgr is None:
         return None
@@ -108,16 +114,15 @@ def decode_product(product, views, skip_bad=False, md5_counts=None):
 
 
 class Md5Counts:
-    """Per-image category counts from an MD5 dictionary, as class ids (for predict.md5_modes)."""
+    """Per-image category counts from an MD5 dictionary, as class ids (for predict.md5_modes),
+    each image's classes in the order they were first seen with its MD5 in the training file."""
 
     def __init__(self, dictionary, categories):
         self.dictionary, self.categories = dictionary, categories
 
     def __call__(self, md5s):
         hits = self.dictionary.images.lookup(md5s)
-        out = []
-        for i in range(len(md5s)):
-            lo, hi = hits.offsets[i], hits.offsets[i + 1]
-            out.append((self.categories.classes_of(hits.categories[lo:hi]), hits.counts[lo:hi].astype(np.int64))
-                       if hi > lo else None)
-        return out
+        order = hits.first_seen_order()
+        classes, counts = self.categories.classes_of(hits.categories[order]), hits.counts[order].astype(np.int64)
+        return [(classes[lo:hi], counts[lo:hi]) if hi > lo else None
+                for lo, hi in zip(hits.offsets[:-1], hits.offsets[1:])]

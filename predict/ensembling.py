@@ -2,8 +2,15 @@
 
 Everything streams the memory-mapped per-product arrays in row chunks, so the full test
 set (1.77 M products x 5,270 classes per model) needs memory for one chunk per model only.
+
+A submission must hold every product of the input: `missing_documents` lists the
+documents predict could not read and gave no row (`predict --skip-bad`), which the
+submission would silently miss.
 """
+import contextlib
 import gzip
+import io
+import os
 
 import numpy as np
 from tqdm import tqdm
@@ -102,8 +109,42 @@ def evaluate(preds, hash_classes=None, weights=None, methods=("mean", "geometric
     return {"models": models, "ensembles": ensembles, "combiner": combiner, "products": len(labels)}
 
 
+def missing_documents(preds):
+    """The damaged regions of the input that no rows stand for (predict.sources.skipped_documents)."""
+    return [d for d in preds[0].manifest.get("skipped_documents", ()) if not d["row"]]
+
+
+def describe_missing(missing, shown=5):
+    """``at least 2 products of test.bson (bytes 0..4410, 7510..7560)``: how many, and where.
+    A region where no `_id` could be read lost at least one product."""
+    n = sum(max(1, len(d["lost_product_ids"])) for d in missing)
+    ranges = ", ".join(f"{d['offset']}..{d['end']}" for d in missing[:shown]) + (" ..." if len(missing) > shown else "")
+    paths = ", ".join(sorted({d["path"] for d in missing}))
+    return f"at least {n} product{'s' * (n > 1)} of {paths} (damaged bytes {ranges})"
+
+
+def submission_compressed(path):
+    """Whether the submission `path` is gzip-compressed: its suffix decides, ``.csv.gz`` or ``.csv``."""
+    if path.endswith(".csv.gz"):
+        return True
+    if path.endswith(".csv"):
+        return False
+    raise ValueError(f"{path}: a submission is a .csv or a .csv.gz file (the suffix gives the format)")
+
+
+@contextlib.contextmanager
+def naming_errors(path, what):
+    """Turn an OSError met while writing `path` (or its temporary or lock file) into one naming `path`."""
+    try:
+        yield
+    except OSError as e:
+        raise type(e)(f"{path}: cannot write {what}: {e.strerror or e}") from e
+
+
 def write_submission(path, product_ids, classes, categories):
-    """``_id,category_id`` for every product, gzip-compressed, written atomically."""
+    """``_id,category_id`` for every product, written atomically: plain CSV for a ``.csv``
+    path, gzip for ``.csv.gz`` (the gzip header names the final file, not the temporary one)."""
+    compressed = submission_compressed(path)
     product_ids, classes = np.asarray(product_ids), np.asarray(classes)
     if len(product_ids) != len(classes):
         raise ValueError(f"{len(product_ids)} product ids but {len(classes)} predictions")
@@ -113,8 +154,9 @@ def write_submission(path, product_ids, classes, categories):
     if len(classes) and (classes.min() < 0 or classes.max() >= len(categories)):
         raise ValueError(f"class ids outside 0..{len(categories) - 1} of {categories.path}")
     rows = np.stack([product_ids.astype(np.int64), categories.category_ids[classes]], axis=1)
-    with atomic_path(path) as tmp:
-        with gzip.open(tmp, "wt", encoding="ascii") as f:
+    with naming_errors(path, "the submission"), atomic_path(path) as tmp, open(tmp, "wb") as raw:
+        binary = gzip.GzipFile(os.path.basename(path), "wb", fileobj=raw) if compressed else raw
+        with io.TextIOWrapper(binary, encoding="ascii") as f:
             f.write("_id,category_id\n")
             for start in range(0, len(rows), SUBMISSION_CHUNK):
                 np.savetxt(f, rows[start:start + SUBMISSION_CHUNK], fmt="%d", delimiter=",")

@@ -2,7 +2,10 @@
 
 A `ModelHandle` says how to get a network; `load` runs inside the model worker (after the
 fork, on the worker's device). `CheckpointModel` loads a training run's checkpoint with
-`train.checkpoint.load_for_inference`.
+`train.checkpoint.load_for_inference`, and with it the class histogram of its training
+data (the `class_histogram` of the training `.rec`'s conversion report, found through the
+checkpoint's `--data-train`, or given as `class_prior`): the prior that a product without
+any decodable picture gets (predict.aggregate).
 
 `Batcher` groups decoded products into batches of about `batch_size` network inputs
 (images x views) without ever splitting a product: a product that does not fit starts
@@ -10,6 +13,7 @@ the next batch, one larger than `batch_size` goes alone. `predict_products` runs
 through every model and gives each product an ``(n_models, n_good_images, classes)``
 array: softmax probabilities, averaged over each image's views.
 """
+import json
 import os
 from dataclasses import dataclass, field
 
@@ -25,22 +29,51 @@ class LoadedModel:
     scale: float
     classes: int
     info: dict = field(default_factory=dict)   # what produced it, for the manifest
+    class_histogram: list = None               # training images per class, when known
+
+
+def training_report(meta):
+    """The conversion report of the training `.rec` a checkpoint's metadata names, or None
+    when the run does not say or the report is not there (any more)."""
+    from data.bson2rec import output_paths
+    data_train = (meta.get("args") or {}).get("data_train")
+    report = output_paths(data_train)[2] if data_train else None
+    return report if report and os.path.isfile(report) else None
+
+
+def class_histogram(report_path, classes):
+    """The `class_histogram` of a training side's conversion report, checked against `classes`."""
+    with open(report_path, encoding="utf-8") as f:
+        histogram = json.load(f).get("class_histogram")
+    if histogram is None or len(histogram) != classes:
+        found = "no class histogram" if histogram is None else f"a histogram of {len(histogram)} classes"
+        raise ValueError(f"{report_path}: {found}, the model predicts {classes} classes: "
+                         "not the conversion report of its training side")
+    return histogram
 
 
 class CheckpointModel:
-    """A trained run (``runs/<run>`` or one ``epoch-NNNN.params``), loaded in the worker."""
+    """A trained run (``runs/<run>`` or one ``epoch-NNNN.params``), loaded in the worker;
+    `class_prior`: the training side's conversion report (default: the checkpoint's)."""
 
-    def __init__(self, path, epoch=None, name=None):
+    def __init__(self, path, epoch=None, name=None, class_prior=None):
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path}: no such run folder or checkpoint")
-        self.path, self.epoch = path, epoch
+        if class_prior is not None and not os.path.isfile(class_prior):
+            raise FileNotFoundError(f"{class_prior}: no such conversion report (class prior)")
+        self.path, self.epoch, self.class_prior = path, epoch, class_prior
         self.name = name or os.path.basename(os.path.normpath(path if os.path.isdir(path) else os.path.dirname(path)))
 
     def load(self, ctx):
         from train.checkpoint import load_for_inference
-        net, meta = load_for_inference(self.path, epoch=self.epoch, ctx=ctx)
-        info = {"checkpoint": os.path.abspath(self.path), "model": meta.get("model"), "epoch": meta.get("epoch")}
-        return LoadedModel(self.name, net, tuple(meta["mean"]), float(meta["scale"]), int(meta["classes"]), info)
+        net, meta = load_for_inference(self.path, epoch=self.epoch, ctx=ctx)   # names a truncated .params
+        report = self.class_prior or training_report(meta)
+        histogram = class_histogram(report, int(meta["classes"])) if report else None
+        info = {"checkpoint": os.path.abspath(self.path), "params": os.path.abspath(meta["params"]),
+                "model": meta.get("model"), "epoch": meta.get("epoch"),
+                "class_prior": os.path.abspath(report) if report else None}
+        return LoadedModel(self.name, net, tuple(meta["mean"]), float(meta["scale"]), int(meta["classes"]), info,
+                           histogram)
 
 
 def parse_device(text):
@@ -96,8 +129,8 @@ class ModelRunner:
             m.net.hybridize(static_alloc=True)
 
     def describe(self):
-        return [{"name": m.name, "classes": m.classes, "mean": list(m.mean), "scale": m.scale, **m.info}
-                for m in self.models]
+        return [{"name": m.name, "classes": m.classes, "mean": list(m.mean), "scale": m.scale,
+                 "class_histogram": m.class_histogram, **m.info} for m in self.models]
 
     def probabilities(self, pixels):
         """(n_models, n_inputs, classes) float32 softmax of ``(n_inputs, H, W, 3)`` uint8 pixels."""

@@ -3,13 +3,23 @@
 (a) Image MD5 modes, applied to each image's probability vector before the per-product
 combination, when the image's MD5 is in the training dictionary (image MD5 -> counts of
 the categories it was labelled with). Reported validation accuracy of the 14-model
-ensemble: none 0.75848, unique 0.76172, majority 0.75760, l1 0.76175, l2 0.76157.
+ensemble: none 0.75848, unique 0.76172, majority 0.75760, l1 0.76175, l2 0.76157,
+softmax 0.75339.
 
 - ``none``      vectors unchanged;
 - ``unique``    an MD5 seen with exactly one category: one-hot on that category;
-- ``majority``  any known MD5: one-hot on its most frequent category (ties go to the
-  tied category the model rates highest);
-- ``l1``/``l2`` any known MD5: its category counts normalised by their sum / L2 norm.
+- ``majority``  any known MD5: one-hot on its most frequent category; among tied counts
+  the category seen first with that MD5 in the training file, as the reference's
+  ``Counter.most_common(1)[0]`` (see data.md5_dict);
+- ``majority_model``  as ``majority``, but ties go to the tied category the model rates
+  highest (not in the reference);
+- ``l1``/``l2`` any known MD5: its category counts normalised by their sum / L2 norm;
+- ``softmax``   any known MD5: the softmax of its full count vector, one entry per class
+  with zeros for the categories it was never seen with, as the reference computed it. A
+  count of 1 thus weighs only e / (e + classes - 1) (~0.05 % of 5270 classes): the
+  vector is nearly uniform, its top the most frequent category, and in the product's
+  combination such an image counts for little where the model's vector would have (the
+  reference scored this mode below ``none``).
 
 Images whose MD5 is unknown keep the model's vector in every mode.
 
@@ -18,13 +28,14 @@ Images whose MD5 is unknown keep the model's vector in every mode.
 single category, that category overwrites the prediction (`apply_product_hash`).
 
 Counts are given per image as ``None`` (MD5 not in the dictionary) or a pair
-``(class_ids, counts)`` of equal-length integer arrays (class ids, not category ids).
+``(class_ids, counts)`` of equal-length integer arrays (class ids, not category ids), in
+the order the categories were first seen with the MD5 (predict.decode.Md5Counts).
 """
 import numpy as np
 
 from predict.choices import parse_choices
 
-MD5_MODES = ("none", "unique", "majority", "l1", "l2")
+MD5_MODES = ("none", "unique", "majority", "majority_model", "l1", "l2", "softmax")
 
 
 def image_vector(probs, counts, mode):
@@ -40,12 +51,19 @@ def image_vector(probs, counts, mode):
             return probs
         out[classes[0]] = 1
     elif mode == "majority":
+        out[classes[np.argmax(n)]] = 1                # the first of the tied maxima
+    elif mode == "majority_model":
         tied = classes[n == n.max()]
         out[tied[np.argmax(probs[tied])]] = 1
     elif mode == "l1":
         out[classes] = n / n.sum()
     elif mode == "l2":
         out[classes] = n / np.sqrt(np.square(n, dtype=np.float64).sum())
+    elif mode == "softmax":
+        full = np.zeros(len(probs), np.float64)
+        full[classes] = n
+        exp = np.exp(full - full.max())
+        out[:] = exp / exp.sum()
     else:
         raise ValueError(f"unknown MD5 mode {mode!r}; choose from {', '.join(MD5_MODES)}")
     return out

@@ -20,9 +20,13 @@ classes) at 18.6 GB per variant, read back memory-mapped (``np.load(mmap_mode="r
 The arrays are written while the predictor runs, row by row at any row index (products
 complete out of order), through small write-behind buffers, so memory stays bounded
 whatever the input size; each file is a valid `.npy` once closed, its header written last.
-The folder is built under a temporary name beside the final one and renamed into place
-when complete: a folder with a manifest is always whole.
+The folder is built under a hidden temporary name beside the final one,
+``.<model>.tmp-<pid>``, and renamed into place when complete: a folder with a manifest is
+always whole, and a glob such as ``preds/test/*/`` never picks up an unfinished one. The
+writer runs under the folder's `data.locks.output_lock` (predict.run), so the temporary
+folders of its name that it finds were left by killed runs: it removes them.
 """
+import glob
 import json
 import os
 import shutil
@@ -122,8 +126,8 @@ class PredictionWriter:
     def __init__(self, folder, classes, variants, top_k=5):
         self.folder, self.classes, self.variants = folder, classes, tuple(variants)
         self.top_k = min(top_k, classes)
-        self.tmp = f"{folder.rstrip(os.sep)}.tmp-{os.getpid()}"
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        remove_leftovers(folder)
+        self.tmp = hidden_sibling(folder, f"tmp-{os.getpid()}")
         os.makedirs(self.tmp)
 
         def path(name):
@@ -175,11 +179,25 @@ def top_classes(vector, k):
     return part[np.lexsort((part, -vector[part]))]
 
 
+def hidden_sibling(folder, tag):
+    """``<parent>/.<name>.<tag>``: a hidden name beside `folder` (temporary and replaced folders)."""
+    parent, name = os.path.split(os.path.normpath(folder))
+    return os.path.join(parent, f".{name}.{tag}")
+
+
+def remove_leftovers(folder):
+    """Remove the temporary and replaced folders of `folder` that killed runs left behind.
+    Call it holding the folder's output lock: then no other run is writing them."""
+    for pattern in ("tmp-*", "old-*"):
+        for path in glob.glob(glob.escape(hidden_sibling(folder, "")) + pattern):
+            shutil.rmtree(path)
+
+
 def publish_folder(tmp, folder):
     """Rename the complete folder `tmp` onto `folder`, replacing an older one."""
     old = None
     if os.path.exists(folder):
-        old = f"{folder.rstrip(os.sep)}.old-{os.getpid()}"
+        old = hidden_sibling(folder, f"old-{os.getpid()}")
         os.replace(folder, old)
     os.replace(tmp, folder)
     if old:

@@ -23,7 +23,8 @@ Supervision: every child reports ``ready``/``progress``/``error``/``end`` on a c
 socket. Children run until the collector has every product and stops them, so a child
 that exits is a failure: the run stops at once with an error naming it (``decoder 1
 (pid 1234) died with exit code -9 (SIGKILL)``) or, for a Python exception, with its
-message (bad JPEG: file, offset, product, image). When no product completes for
+message (bad JPEG: file, offset, product, image) and, as the error's cause, the child's
+traceback (shown with the tools' ``--debug``). When no product completes for
 `stall_timeout` seconds the run stops and names the processes that stopped reporting
 (a stopped process is named as such). Children whose parent disappears exit by themselves.
 Every input product gets exactly one result, checked at the end.
@@ -43,6 +44,7 @@ import psutil
 import zmq
 from tqdm import tqdm
 
+from data.cli import UserError
 from predict import messages
 from predict.decode import Views, decode_product
 from predict.inference import Batcher, ModelRunner, parse_device
@@ -54,8 +56,16 @@ CHILD_POLL_MS = 1000          # children re-check that their parent is alive thi
 PROGRESS_EVERY = 1.0          # seconds between progress reports of a child
 
 
-class PipelineError(RuntimeError):
-    """The pipeline failed: a process crashed, hung or reported an error."""
+class PipelineError(UserError, RuntimeError):
+    """The pipeline failed: a process crashed, hung or reported an error (its message names
+    the process, and the file, place and product of an input error)."""
+
+
+class ChildTraceback(Exception):
+    """The traceback of a child's exception, as the cause of the parent's `PipelineError`."""
+
+    def __str__(self):
+        return "\n" + self.args[0].rstrip()
 
 
 @dataclass
@@ -275,7 +285,7 @@ class Supervisor:
         self.last_seen[key] = time.monotonic()
         kind = msg["kind"]
         if kind == "error":
-            raise PipelineError(f"{self.name(key)} failed: {msg['message']}\n{msg.get('traceback', '')}".rstrip())
+            raise PipelineError(f"{self.name(key)} failed: {msg['message']}") from ChildTraceback(msg["traceback"])
         if kind == "ready":
             self.ready[key] = msg
         elif kind == "progress":

@@ -8,6 +8,15 @@ Writes ``<out>/<model name>/`` (see predict.outputs): per-product float16 probab
 every variant (combiner x MD5 mode), top classes, product ids, labels, product hashes and
 a manifest with the accuracies when the input is labelled. ``--decoders 0`` runs
 everything in this process, without ZeroMQ.
+
+Every product whose ``_id`` can be read gets a row. One without any decodable picture
+(``--skip-bad-images``), or a test document that could not be read but whose ``_id`` could
+(``--skip-bad``), gets the training class prior, whose top class is the most frequent
+class of the model's training side: the ``class_histogram`` of that side's conversion
+report, found through the checkpoint's ``--data-train`` or given with ``--class-prior``
+(uniform when neither is there). ``manifest.json`` counts them (``fallback``) and lists
+the documents that could not be read (``skipped_documents``); a user error ends with one
+line, ``predict: error: ...`` (the traceback with ``--debug``).
 """
 import os
 import sys
@@ -22,6 +31,7 @@ import json  # noqa: E402
 import logging  # noqa: E402
 
 from data.categories import CategoryMap  # noqa: E402
+from data.cli import add_common_options, command, positive_int  # noqa: E402
 from predict.combine import COMBINERS, parse_combiners  # noqa: E402
 from predict.decode import TTA_CHOICES, Views  # noqa: E402
 from predict.inference import CheckpointModel  # noqa: E402
@@ -31,7 +41,8 @@ from predict.run import predict_input  # noqa: E402
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+    p = argparse.ArgumentParser(prog="predict", description=__doc__.split("\n\n")[0],
+                                epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input", required=True, help="a .bson (test.bson, or a train BSON) or a .rec of data.bson2rec")
     p.add_argument("--models", nargs="+", required=True, help="training runs (runs/<run>) or epoch-NNNN.params files")
@@ -40,7 +51,7 @@ def build_parser():
     p.add_argument("--categories", help="category_names.csv (labels of a train BSON, MD5 modes)")
     p.add_argument("--out", required=True, help="output folder; each model writes <out>/<name>/")
     p.add_argument("--decoders", type=int, default=2, help="decoder processes (0: everything in-process)")
-    p.add_argument("--batch-size", type=int, default=64, help="network inputs (images x views) per batch")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="network inputs (images x views) per batch")
     p.add_argument("--devices", default="cpu", help="one model worker per device: cpu, gpu:0,gpu:1, ...")
     p.add_argument("--tta", default="flip", choices=TTA_CHOICES, help="test-time views (default flip)")
     p.add_argument("--crop-size", type=int, default=160, help="size of the 5 crops of --tta crops")
@@ -50,30 +61,38 @@ def build_parser():
                    help=f"image MD5 mode(s), comma-separated, each stored: {', '.join(MD5_MODES)}")
     p.add_argument("--combiners", default="mean",
                    help=f"per-product combiner(s), comma-separated, or 'all': {', '.join(COMBINERS)}")
-    p.add_argument("--top-k", type=int, default=5, help="top classes stored per product and variant")
-    p.add_argument("--skip-bad", action="store_true", help="skip corrupt BSON documents (reported)")
+    p.add_argument("--top-k", type=positive_int, default=5, help="top classes stored per product and variant")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip corrupt BSON documents (listed in manifest.json; a test product whose _id is readable "
+                        "keeps its row, with the fallback)")
     p.add_argument("--skip-bad-images", action="store_true",
-                   help="leave undecodable images out of their product (reported) instead of stopping")
+                   help="leave undecodable images out of their product (reported) instead of stopping; a "
+                        "product left without any gets the fallback")
+    p.add_argument("--class-prior", metavar="REPORT",
+                   help="the training side's conversion report (X_train.report.json) whose class histogram is "
+                        "the fallback of products without a decodable picture (default: the checkpoint's)")
     p.add_argument("--transport", choices=TRANSPORTS, default="ipc", help="ZeroMQ transport (default ipc)")
-    p.add_argument("--queue-size", type=int, default=32, help="ZeroMQ high-water mark (messages) per socket")
+    p.add_argument("--queue-size", type=positive_int, default=32, help="ZeroMQ high-water mark (messages) per socket")
     p.add_argument("--stall-timeout", type=float, default=300,
                    help="fail when no product completes for this many seconds")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_common_options(p)
     return p
 
 
+@command("predict")
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.names and len(args.names) != len(args.models):
-        raise SystemExit(f"--names gives {len(args.names)} names for {len(args.models)} models")
+        parser.error(f"--names gives {len(args.names)} names for {len(args.models)} models")
     names = args.names or [None] * len(args.models)
-    handles = [CheckpointModel(path, args.epoch, name) for path, name in zip(args.models, names)]
+    handles = [CheckpointModel(path, args.epoch, name, args.class_prior) for path, name in zip(args.models, names)]
     config = PipelineConfig(decoders=args.decoders, batch_size=args.batch_size,
                             views=Views.parse(args.tta, args.crop_size, args.image_size),
                             devices=tuple(d for d in args.devices.split(",") if d), transport=args.transport,
                             queue_size=args.queue_size, stall_timeout=args.stall_timeout,
-                            skip_bad_images=args.skip_bad_images, progress=not args.no_progress)
+                            skip_bad_images=args.skip_bad_images, progress=args.progress)
     categories = CategoryMap.from_csv(args.categories) if args.categories else None
     combiners = parse_combiners(",".join(COMBINERS) if args.combiners == "all" else args.combiners)
     manifests = predict_input(args.input, handles, args.out, config, categories, combiners,
@@ -81,6 +100,7 @@ def main(argv=None):
     for m in manifests:
         summary = {k: m.get(k) for k in ("name", "products", "images", "products_per_second", "image_accuracy",
                                           "product_accuracy")}
+        summary["fallback_products"] = m["fallback"]["products"]
         print(json.dumps(summary, indent=2))
     for problem in manifests[0]["problems"] if manifests else ():
         print(f"skipped image: {problem}", file=sys.stderr)

@@ -25,6 +25,14 @@ MODELS = (
     ReferenceModel("M13", "SE-ResNeXt-101-64x4d", "M09", "B", 13, 0.743221),
     ReferenceModel("M14", "DPN-107", "ImageNet-1k", "A", 20, 0.743781),
 )
+MODELS_BY_KEY = {m.key: m for m in MODELS}
+
+# Where the table above disagrees with the reference's own training logs (its "epochs" is
+# the checkpoint used, 1-based; the logs' epochs are 0-based).
+TABLE_VS_LOGS = {
+    "M05": "20 epochs in the table; its log ends at epoch 15, with 0.732641",
+    "M12": "0.742388 in the table; its log has 0.742338 at epoch 17",
+}
 
 # Kaggle leaderboard scores (private, public) of the reference's submissions.
 ENSEMBLES = (

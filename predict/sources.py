@@ -6,11 +6,20 @@ sits in the file (byte offset of its BSON document, or number of its first recor
 that errors name file, place and product.
 
 - BSON (`test.bson`, or a train BSON for validation): read through the offset index
-  (`data.bson_index`), labels from `category_id` via `category_names.csv`.
+  (`data.bson_index`), labels from `category_id` via `category_names.csv`. With
+  `skip_bad`, damaged regions are skipped by the index and listed in `skipped`
+  (`skipped_documents`); in an unlabelled input (test.bson) each product lost there whose
+  `_id` is readable still gets a product, without pictures, at the region's place, so
+  that the submission keeps its row (with the fallback vector, see predict.aggregate).
 - RecordIO (`A_val.rec`, `test.rec` of `data.bson2rec`): one record per image,
   ``IRHeader(label=class_id or -1, id=product_id, id2=image_number)``; the images of a
-  product must be consecutive (the validation and test sides keep BSON file order).
+  product must be consecutive (the validation and test sides keep BSON file order). A
+  truncated or corrupt record, or fewer records than the `.idx` lists, is an error naming
+  the file and the record.
+
+An input without any product is an error: it would give an empty submission.
 """
+import heapq
 import itertools
 import os
 from dataclasses import dataclass
@@ -39,6 +48,36 @@ class Product:
         return DataInputError(self.path, self.offset, self.product_id, reason)
 
 
+def skipped_documents(index):
+    """The damaged regions `index` skipped, each a problem dict of the index (`offset`,
+    `end`, `reason`, `lost_product_ids`: the readable ids of the products lost there) with
+    ``row``: whether rows stand for every product lost there. A duplicate `_id` keeps the
+    row of its first document; in an unlabelled input (no label needed) every readable id
+    gets one. A region where no `_id` can be read, or one of a labelled input that lost
+    products, has none: its products are missing from the predictions."""
+    kept = set(index.product_ids.tolist())
+    return [dict(problem, row=bool(problem["lost_product_ids"]) and
+                 (index.kind == "test" or kept.issuperset(problem["lost_product_ids"])))
+            for problem in index.problems]
+
+
+def unread_products(index, skipped):
+    """``[(offset, product id)]`` of the products lost in damaged regions that still get a
+    row (`skipped_documents`), in file order, each once."""
+    kept = set(index.product_ids.tolist())
+    out = []
+    for region in skipped:
+        if region["row"]:
+            out += [(region["offset"], i) for i in region["lost_product_ids"] if i not in kept]
+            kept.update(region["lost_product_ids"])
+    return sorted(out, key=lambda item: item[0])
+
+
+def _empty_input_error(path, skipped):
+    note = f" ({len(skipped)} unreadable documents skipped)" if skipped else ""
+    return DataInputError(path, None, None, f"no product to predict{note}: the input is empty")
+
+
 class BsonSource:
     kind = "bson"
 
@@ -48,30 +87,42 @@ class BsonSource:
         if self.index.kind == "train" and categories is None:
             raise ValueError(f"{path} holds category ids: give the category map (category_names.csv) for labels")
         self.categories = categories
-        self.total_products = len(self.index)
+        self.skipped = skipped_documents(self.index)
+        self.unread = unread_products(self.index, self.skipped)
+        self.total_products = len(self.index) + len(self.unread)
         self.total_images = int(self.index.n_images.sum(dtype=np.int64))
+        if self.total_products == 0:
+            raise _empty_input_error(path, self.skipped)
 
     def __iter__(self):
+        """Products in file order: the indexed ones, and the unread ones that keep a row."""
         records = self.index.records
-        for pos, raw in self.index.iter_raw():
+        read = ((int(records[pos]["offset"]), pos, raw) for pos, raw in self.index.iter_raw())
+        unread = ((offset, None, product_id) for offset, product_id in self.unread)
+        for seq, (offset, pos, item) in enumerate(heapq.merge(read, unread, key=lambda d: d[0])):
+            if pos is None:
+                yield Product(seq, item, -1, [], self.path, offset=offset)
+                continue
             row = records[pos]
             category = int(row["category_id"])
             label = self.categories.class_of(category) if category != NO_CATEGORY else -1
-            yield Product(pos, int(row["product_id"]), label, self.index.pictures(pos, raw), self.path,
-                          offset=int(row["offset"]))
+            yield Product(seq, int(row["product_id"]), label, self.index.pictures(pos, item), self.path, offset=offset)
 
 
 class RecSource:
     """Products of a `.rec` file read sequentially (the `.idx`, when present, gives the image count)."""
     kind = "rec"
+    skipped = ()     # a .rec is read whole or not at all
 
     def __init__(self, path):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path}: no such .rec file")
         self.path = path
-        idx = os.path.splitext(path)[0] + ".idx"
-        self.total_images = _count_lines(idx) if os.path.isfile(idx) else None
+        self.idx_path = os.path.splitext(path)[0] + ".idx"
+        self.total_images = _count_lines(self.idx_path) if os.path.isfile(self.idx_path) else None
         self.total_products = None
+        if os.path.getsize(path) == 0:
+            raise _empty_input_error(path, ())
 
     def __iter__(self):
         import mxnet as mx
@@ -81,10 +132,20 @@ class RecSource:
         finally:
             reader.close()
 
+    def _read(self, reader, record):
+        """The next record's payload (None at the end); a located error for a broken record."""
+        import mxnet as mx
+        try:
+            return reader.read()
+        except mx.base.MXNetError as e:
+            reason = str(e).strip().splitlines()[-1]
+            raise DataInputError(self.path, None, None, f"record {record}: truncated or corrupt RecordIO record "
+                                 f"({reason})") from None
+
     def _products(self, reader):
         current, seq = None, 0
         for record in itertools.count():
-            item = reader.read()
+            item = self._read(reader, record)
             if item is None:
                 break
             if len(item) < IR_HEADER.size:
@@ -105,6 +166,9 @@ class RecSource:
                 yield current
                 seq += 1
             current = Product(seq, int(product_id), int(label), [item[IR_HEADER.size:]], self.path, record=record)
+        if self.total_images is not None and record != self.total_images:
+            raise DataInputError(self.path, None, None, f"{record} records, but {self.idx_path} lists "
+                                 f"{self.total_images}: the .rec is truncated or the .idx belongs to another file")
         if current is not None:
             yield current
 

@@ -81,16 +81,38 @@ def model_sections(evaluation):
     return sections
 
 
+def at_reference_epoch(log):
+    """``(cell, remark)`` for a log named after a reference model (``M01``...): the log's
+    validation accuracy at the epoch the reference's table reports (its ``epochs``, the
+    checkpoint used), and where the table disagrees with the log, how. ``(None, None)``
+    for other logs."""
+    model = reference.MODELS_BY_KEY.get(log.name)
+    if model is None:
+        return None, None
+    record = log.epochs.get(model.epochs - 1)
+    accuracy = None if record is None else record.accuracy
+    if accuracy is None:
+        final_epoch, final = log.final
+        return f"not logged (epoch {model.epochs})", (f"the table says {model.epochs} epochs; the log ends at "
+                                                      f"epoch {final_epoch + 1} with {fmt(final)}")
+    remark = None if accuracy == model.val_acc else \
+        f"the table says {fmt(model.val_acc)}; the log has {fmt(accuracy)} at epoch {model.epochs}"
+    return f"{fmt(accuracy)} (epoch {model.epochs})", remark
+
+
 def log_section(logs):
     rows = []
     for log in logs:
         final_epoch, final = log.final
         best_epoch, best = log.best
         rows.append([log.name, final_epoch + 1, final, f"{fmt(best)} (epoch {best_epoch + 1})",
-                     None if log.mean_speed is None else round(log.mean_speed, 1)])
+                     *at_reference_epoch(log), None if log.mean_speed is None else round(log.mean_speed, 1)])
     return Section("Training logs (image-level validation accuracy)",
-                   ["log", "epochs", "final val-acc", "best val-acc", "samples/s"], rows,
-                   "From MXNet training logs; epochs count from 1 like the reference's table.")
+                   ["log", "epochs", "final val-acc", "best val-acc", "at the reference's epoch",
+                    "vs the reference's table", "samples/s"], rows,
+                   "From MXNet training logs; epochs count from 1 like the reference's table. For the reference's "
+                   "own logs (M01...M14), the accuracy at the epoch its table reports, and where the table "
+                   "disagrees with the log.")
 
 
 def reference_sections():
@@ -98,7 +120,9 @@ def reference_sections():
         Section("Reference: single models (image-level validation accuracy)",
                 ["No.", "network", "transfer from", "dataset", "epochs", "val-acc"],
                 [list(m) for m in reference.MODELS],
-                "Datasets A and B: 5 % validation split; C: MD5-deduplicated, not comparable."),
+                "Datasets A and B: 5 % validation split; C: MD5-deduplicated, not comparable. Where the table "
+                "disagrees with the reference's own logs: "
+                + ", ".join(f"{key} ({text})" for key, text in reference.TABLE_VS_LOGS.items()) + "."),
         Section("Reference: ensembles (Kaggle leaderboard)", ["ensemble", "private", "public"],
                 [list(e) for e in reference.ENSEMBLES]),
     ]

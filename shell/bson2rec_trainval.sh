@@ -21,7 +21,9 @@
 # {A,B,C}_{train,val}.rec/.idx/.report.json, test.rec/.idx/.report.json, and the per-image
 # MD5s of train.bson (train.bson.image_md5.npz). The BSON offset index is cached beside each BSON
 # file. A finished dataset is not converted again, and an interrupted conversion resumes,
-# so the script can simply be re-run.
+# so the script can simply be re-run. Every picture is checked (bson2rec's default): one that
+# will not decode stops the run with an error naming the file, offset, product and image
+# number, or with --skip-bad is left out and listed in the reports.
 set -eu
 
 usage() { sed -n '2,/^set -eu/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }

@@ -1,4 +1,7 @@
-# Sourced by shell/train_<network>.sh: the settings every recipe shares, from the environment.
+# Sourced by shell/train_<network>.sh and shell/train_all.sh: the settings every recipe shares, from
+# the environment, passed to `train/train.py --recipe` as its options. The recipes themselves
+# (networks, datasets, parents, phases and their hyper-parameters) are train/recipes.py's; see them
+# with `python train/train.py --recipe all --help`, and a recipe's command lines with --dry-run.
 #
 #   REC_DIR      folder of the RecordIO datasets from shell/bson2rec_trainval.sh [work/rec]
 #   DATASET      A, B or C: trains on $REC_DIR/${DATASET}_train.rec, validates on ${DATASET}_val.rec
@@ -7,10 +10,13 @@
 #   BATCH_SIZE   images per batch over all GPUs [the recipe's: 512, 384 for DPN-107/131]
 #   GRAD_ACCUM   batches per optimizer step, for the recipe's batch on fewer GPUs, e.g.
 #                BATCH_SIZE=64 GRAD_ACCUM=8 on one GPU [1]
-#   NUM_EPOCHS   [the recipe's]
+#   NUM_EPOCHS   the epoch training ends at: the phase it falls in ends there, later phases are
+#                left out [the recipe's]
 #   DTYPE        float32 (the reference) or float16 (GPU) [float32]
 #   KV_STORE     device, local, nccl [device]
-#   RUNS_DIR     [work/runs];  MODEL_DIR  run folder [$RUNS_DIR/<network>_$DATASET]
+#   RUNS_DIR     [work/runs]
+#   MODEL_DIR    run folder [$RUNS_DIR/<network>_$DATASET; shell/train_all.sh: $RUNS_DIR/Mxx_<network>]
+#   PARENT       run folder a recipe with a parent starts from [its parent's run folder]
 #   PRETRAINED_DIR  folder of the ImageNet weights [work/pretrained];
 #   PRETRAINED   their file [$PRETRAINED_DIR/<the recipe's file name>]; empty: random initialisation
 #   NUM_CLASSES  [5270]
@@ -25,30 +31,18 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 if [ -z "${PYTHON:-}" ]; then
     if [ -x "${VENV:-.venv}/bin/python" ]; then PYTHON=${VENV:-.venv}/bin/python; else PYTHON=python3; fi
 fi
-if [ -z "${GPUS+set}" ]; then
-    GPUS=$("$PYTHON" -c 'import mxnet; print(",".join(map(str, range(mxnet.context.num_gpus()))))' 2>/dev/null)
-fi
-REC_DIR=${REC_DIR:-work/rec}
-RUNS_DIR=${RUNS_DIR:-work/runs}
-MODEL_DIR=${MODEL_DIR:-$RUNS_DIR/${NETWORK}_$DATASET}
-PRETRAINED_DIR=${PRETRAINED_DIR:-work/pretrained}
-PRETRAINED=${PRETRAINED-$PRETRAINED_DIR/$PRETRAINED_FILE}
-GRAD_ACCUM=${GRAD_ACCUM:-1}
-DTYPE=${DTYPE:-float32}
-KV_STORE=${KV_STORE:-device}
-NUM_CLASSES=${NUM_CLASSES:-5270}
-REFERENCE_WD=${REFERENCE_WD:-1}
-RESUME=${RESUME:-1}
 
-# train RECIPE_ARGUMENTS... : run train/train.py with the shared settings, then the arguments.
-train() {
-    [ -n "$PRETRAINED" ] && set -- --pretrained "$PRETRAINED" "$@"
-    [ "$REFERENCE_WD" = 1 ] && set -- --wd-sgd-only "$@"
-    [ "$RESUME" = 1 ] && set -- --resume "$@"
-    [ -z "$GPUS" ] && echo "train_$NETWORK: no GPU found, training on the CPU (set GPUS=0,1,... to choose)" >&2
-    "$PYTHON" "$ROOT/train/train.py" --network "$NETWORK" \
-        --data-train "$REC_DIR/${DATASET}_train.rec" --data-val "$REC_DIR/${DATASET}_val.rec" \
-        --num-classes "$NUM_CLASSES" --gpus "$GPUS" --kv-store "$KV_STORE" --dtype "$DTYPE" \
-        --batch-size "$BATCH_SIZE" --grad-accum "$GRAD_ACCUM" --num-epochs "$NUM_EPOCHS" \
-        --model-dir "$MODEL_DIR" "$@"
+# run_recipes ARGUMENTS...: train/train.py with the settings above as options, then ARGUMENTS (the
+# recipe's name and the script's arguments, which win). An empty GPUS or PRETRAINED means something
+# (the CPU, no weights); any other empty setting is left to the recipe.
+run_recipes() {
+    [ "${RESUME:-1}" = 1 ] || set -- --no-resume "$@"
+    [ "${REFERENCE_WD:-1}" = 1 ] || set -- --no-wd-sgd-only "$@"
+    exec "$PYTHON" "$ROOT/train/train.py" \
+        ${REC_DIR:+--rec-dir "$REC_DIR"} ${DATASET:+--dataset "$DATASET"} ${GPUS+--gpus "$GPUS"} \
+        ${BATCH_SIZE:+--batch-size "$BATCH_SIZE"} ${GRAD_ACCUM:+--grad-accum "$GRAD_ACCUM"} \
+        ${NUM_EPOCHS:+--num-epochs "$NUM_EPOCHS"} ${DTYPE:+--dtype "$DTYPE"} ${KV_STORE:+--kv-store "$KV_STORE"} \
+        ${RUNS_DIR:+--runs-dir "$RUNS_DIR"} ${MODEL_DIR:+--model-dir "$MODEL_DIR"} ${PARENT:+--parent "$PARENT"} \
+        ${PRETRAINED_DIR:+--pretrained-dir "$PRETRAINED_DIR"} ${PRETRAINED+--pretrained "$PRETRAINED"} \
+        ${NUM_CLASSES:+--num-classes "$NUM_CLASSES"} "$@"
 }

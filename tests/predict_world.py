@@ -4,7 +4,8 @@
 split into a training and a validation BSON, an MD5 dictionary of the training side, and
 two tiny networks (dpn_tiny, resnext_tiny) trained a few steps on the training side and
 saved as training runs (train.checkpoint layout). Built once per folder and cached, so
-every test module of a session shares it.
+every test module of a session shares it. `write_val_rec` writes a validation `.rec` of
+data.bson2rec's contract from a BSON file.
 """
 import collections
 import functools
@@ -50,6 +51,19 @@ def training_arrays(docs, categories):
             images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).transpose(2, 0, 1))
             labels.append(categories.class_of(doc["category_id"]))
     return np.stack(images).astype(np.float32), np.array(labels, np.float32)
+
+
+def write_val_rec(bson_path, categories, rec_path):
+    """The validation .rec of data.bson2rec's contract: one record per image, file order."""
+    writer = mx.recordio.MXIndexedRecordIO(rec_path[:-4] + ".idx", rec_path, "w")
+    key = 0
+    for doc in read_docs(bson_path):
+        for number, img in enumerate(doc["imgs"]):
+            header = mx.recordio.IRHeader(0, float(categories.class_of(doc["category_id"])), doc["_id"], number)
+            writer.write_idx(key, mx.recordio.pack(header, img["picture"]))
+            key += 1
+    writer.close()
+    return rec_path
 
 
 def train_tiny_run(run_dir, model_name, images, labels, classes, steps=6, batch_size=32, seed=0):

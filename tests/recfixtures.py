@@ -8,12 +8,18 @@ The task: class ``c`` has its own background colour and draws its own shape (squ
 disc, triangle, bar, ...) in its own colour; position, size and pixel noise vary per
 image, so a small CNN must look at colour and shape, and cannot reach 100 % on the first
 batch. Images are small (default 32x32) to keep CPU tests fast.
+
+`write_checkpoints` writes a run folder of real checkpoints (of a one-layer network) for the
+tests of resuming.
 """
 import os
 
 import cv2
 import mxnet as mx
 import numpy as np
+
+from data.recordio import ImageRecordWriter, write_idx
+from train import checkpoint
 
 SHAPES = ("square", "disc", "triangle", "hbar", "vbar", "ring", "cross", "diamond")
 
@@ -71,6 +77,25 @@ def write_rec(prefix, labels, product_ids, image_numbers, images):
     return rec
 
 
+def write_pictures_rec(prefix, labels, product_ids, image_numbers, pictures):
+    """Write ``prefix.rec`` + ``prefix.idx`` holding the bytes `pictures` as they are (bad
+    ones too), with data.recordio's writer, as data.bson2rec writes them."""
+    rec = prefix + ".rec"
+    with open(rec, "wb") as f:
+        writer = ImageRecordWriter(f)
+        offsets = [writer.write(float(label), int(pid), int(number), picture)
+                   for label, pid, number, picture in zip(labels, product_ids, image_numbers, pictures)]
+    with open(prefix + ".idx", "w") as f:
+        write_idx(f, offsets)
+    return rec
+
+
+def synthetic_pictures(labels, seed, num_classes, size=32):
+    """JPEG bytes of one synthetic image per label."""
+    rng = np.random.RandomState(seed)
+    return [cv2.imencode(".jpg", draw_image(int(c), rng, num_classes, size))[1].tobytes() for c in labels]
+
+
 def synthetic_products(num_products, num_classes, seed, first_product_id=0, max_images=3):
     """(labels, product_ids, image_numbers) of `num_products` products with 1..max_images images."""
     rng = np.random.RandomState(seed)
@@ -106,3 +131,19 @@ def write_synthetic_dataset(folder, num_classes=6, train_products=300, val_produ
                                                     seed + 1, size, first_product_id=int(train_pids[-1]) + 1)
     return {"train": train, "val": val, "val_labels": val_labels, "val_product_ids": val_pids,
             "num_classes": num_classes, "size": size}
+
+
+def write_checkpoints(run_dir, epochs, model, classes, args):
+    """Checkpoints of epochs 1..`epochs` in `run_dir` as training saves them, whose JSON names
+    `model`, `classes` and the arguments `args` (a dict); the weights and the trainer state
+    are those of a one-layer network after one Adam step."""
+    net = mx.gluon.nn.Dense(3)
+    net.initialize()
+    trainer = mx.gluon.Trainer(net.collect_params(), "adam", {"learning_rate": 0.1})
+    with mx.autograd.record():
+        loss = net(mx.nd.ones((2, 4))).sum()
+    loss.backward()
+    trainer.step(2)
+    for epoch in range(1, epochs + 1):
+        checkpoint.save_checkpoint(run_dir, epoch, net, trainer, {"model": model, "classes": classes, "args": args})
+    return run_dir

@@ -221,6 +221,8 @@ def test_single_label_and_per_category_cap_filters(tmp_path, csv_path):
     n_images = sum(len(d["imgs"]) for d in docs)
     assert report["images"]["filtered"]["multi_label_md5"] == n_images - len(single) >= 2
 
+    assert report["images"]["filtered"]["unseen_md5"] == 0      # the dictionary holds every MD5 of its file
+
     cap = 4
     capped = str(tmp_path / "capped.rec")
     report = convert(path, capped, small_options(csv_path, max_per_category=cap, shuffle=False), progress=False)
@@ -234,6 +236,39 @@ def test_single_label_and_per_category_cap_filters(tmp_path, csv_path):
                 expected.append((d["_id"], k))
                 per_class[c] += 1
     assert kept == expected and report["class_histogram"] == [cap] * len(CATEGORIES)
+
+
+def test_single_label_filter_drops_md5s_the_dictionary_does_not_hold(tmp_path, csv_path):
+    """As the reference's filter: an image stays when its MD5 has exactly one category in
+    the dictionary (here of another file, as a training side's is for validation)."""
+    train = make_products(20, seed=6)
+    train[5]["imgs"][0] = copy.deepcopy(train[1]["imgs"][0])              # categories 1 and 0
+    val = make_products(10, seed=7, first_id=1000)
+    val[0]["imgs"][0] = copy.deepcopy(train[2]["imgs"][0])                # one category
+    val[1]["imgs"][0] = copy.deepcopy(train[1]["imgs"][0])                # two categories
+    dict_path = build_dictionary(write_bson(str(tmp_path / "train.bson"), train), progress=False).save(
+        str(tmp_path / "train.md5.npz"))
+    val_path = write_bson(str(tmp_path / "val.bson"), val)
+    categories_of = {}
+    for d in train:
+        for img in d["imgs"]:
+            categories_of.setdefault(hashlib.md5(img["picture"]).digest(), set()).add(d["category_id"])
+    known = {(d["_id"], k): len(categories_of.get(hashlib.md5(img["picture"]).digest(), ()))
+             for d in val for k, img in enumerate(d["imgs"])}
+    assert sorted(set(known.values())) == [0, 1, 2]
+
+    kept = {}
+    for keep_unseen in (False, True):
+        rec = str(tmp_path / f"val-{keep_unseen}.rec")
+        options = small_options(csv_path, single_label_md5=dict_path, keep_unseen_md5=keep_unseen, shuffle=False)
+        kept[keep_unseen] = (convert(val_path, rec, options, progress=False)["images"]["filtered"],
+                             {(r[1], r[2]) for r in read_records(rec)})
+    filtered, records = kept[False]
+    assert records == {image for image, n in known.items() if n == 1}
+    assert filtered == {"multi_label_md5": 1, "unseen_md5": sum(n == 0 for n in known.values())}
+    filtered, records = kept[True]
+    assert records == {image for image, n in known.items() if n <= 1}
+    assert filtered == {"multi_label_md5": 1}
 
 
 # ---- the official sample and MXNet's readers ------------------------------------------------
@@ -416,8 +451,8 @@ def test_finished_output_is_left_alone_unless_forced_or_inputs_change(train_bson
 def test_cli_help_lists_the_options():
     result = subprocess.run([sys.executable, "-m", "data.bson2rec", "--help"], capture_output=True, text=True)
     assert result.returncode == 0
-    for option in ("--split", "--unique-md5", "--single-label-md5", "--max-per-category", "--skip-bad", "--workers",
-                   "--shuffle-block-kb"):
+    for option in ("--split", "--unique-md5", "--single-label-md5", "--keep-unseen-md5", "--max-per-category",
+                   "--skip-bad", "--workers", "--shuffle-block-kb"):
         assert option in result.stdout
 
 
@@ -717,7 +752,9 @@ def test_pictures_holding_the_magic_word_go_to_their_planned_places(tmp_path, cs
     reference = None
     for workers in (1, 2):
         rec = str(tmp_path / f"magic{workers}.rec")
-        report = convert(path, rec, small_options(csv_path, workers=workers, shuffle_block_kb=2), progress=False)
+        # (some pictures are nothing but magic words, not JPEGs: written as they are)
+        report = convert(path, rec, small_options(csv_path, workers=workers, shuffle_block_kb=2, verify_jpeg=False),
+                         progress=False)
         records = read_records(rec)
         assert read_sequentially(rec) == records
         assert {(pid, k): (label, image) for label, pid, k, image in records} == \

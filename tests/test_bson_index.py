@@ -257,3 +257,128 @@ def test_the_reader_finds_every_magic_word_across_its_refills(tmp_path, monkeypa
             refills += r.base != base
             r.pos = min(r.filled, r.pos + 1 + rng.randint(999))
     assert refills >= 20 and r.magic == where
+
+
+# ---- ids, damaged regions, pictures, kinds ---------------------------------------------------
+
+@pytest.mark.parametrize("layout", ["int32", "int64"])
+def test_a_negative_id_is_a_located_error_or_skipped(layout, tmp_path):
+    """RecordIO headers hold product ids unsigned: a negative `_id` is bad input at index time,
+    in the Kaggle layout (parsed many at a time) and in others (decoded one by one)."""
+    from bson.int64 import Int64
+    docs = make_products(8, seed=5)
+    bad_id = -5 if layout == "int32" else Int64(-2**40)
+    docs[3]["_id"] = bad_id
+    path = write_bson(str(tmp_path / "neg.bson"), docs)
+    offset = sum(len(bson.encode(d)) for d in docs[:3])
+    with pytest.raises(BsonFormatError, match="negative _id") as err:
+        BsonIndex.build(path)
+    assert (err.value.path, err.value.offset, err.value.product_id) == (path, offset, bad_id)
+    assert f"offset {offset}, product {bad_id}: negative _id" in str(err.value)
+    index = BsonIndex.build(path, skip_bad=True)
+    assert index.product_ids.tolist() == [d["_id"] for d in docs[:3] + docs[4:]]
+    assert [(p["offset"], p["end"], p["lost_product_ids"]) for p in index.problems] == \
+        [(offset, offset + len(bson.encode(docs[3])), [bad_id])]
+
+
+def file_with_broken_length_prefixes(tmp_path, first, count):
+    """A 30-product file whose documents first..first+count-1 have a broken length prefix (their
+    `_id` still readable); returns (path, docs, offsets)."""
+    docs = make_products(30, seed=3)
+    encoded = [bson.encode(d) for d in docs]
+    offsets = np.cumsum([0] + [len(e) for e in encoded]).tolist()
+    raw = bytearray(b"".join(encoded))
+    for k in range(first, first + count):
+        raw[offsets[k]:offsets[k] + 4] = struct.pack("<i", 3)
+    path = tmp_path / "damaged.bson"
+    path.write_bytes(bytes(raw))
+    return str(path), docs, offsets
+
+
+@pytest.mark.parametrize("count", [2, 9])
+def test_a_damaged_region_is_reported_with_its_byte_range_and_every_product_lost(count, tmp_path):
+    path, docs, offsets = file_with_broken_length_prefixes(tmp_path, 10, count)
+    lost = [d["_id"] for d in docs[10:10 + count]]
+    index = BsonIndex.build(path, skip_bad=True)
+    assert index.product_ids.tolist() == [d["_id"] for d in docs[:10] + docs[10 + count:]]
+    [problem] = index.problems
+    assert (problem["offset"], problem["end"], problem["lost_product_ids"]) == (offsets[10], offsets[10 + count], lost)
+    assert f"skipped bytes {offsets[10]}..{offsets[10 + count]}" in problem["reason"]
+    assert "lost product ids " + ", ".join(map(str, lost)) in problem["reason"]
+    with pytest.raises(BsonFormatError, match="too small") as err:
+        BsonIndex.build(path)
+    assert (err.value.offset, err.value.product_id) == (offsets[10], lost[0])
+
+
+def test_a_length_prefix_that_covers_the_next_documents_loses_only_its_own(tmp_path):
+    """A corrupt document whose length runs over the next eight documents (a plausible one follows
+    it): the scan resumes at the first document start inside it, so those eight are kept."""
+    docs = make_products(30, seed=3)
+    encoded = [bson.encode(d) for d in docs]
+    offsets = np.cumsum([0] + [len(e) for e in encoded]).tolist()
+    raw = bytearray(b"".join(encoded))
+    raw[offsets[10]:offsets[10] + 4] = struct.pack("<i", offsets[19] - offsets[10])
+    path = tmp_path / "long.bson"
+    path.write_bytes(bytes(raw))
+    index = BsonIndex.build(str(path), skip_bad=True)
+    assert index.product_ids.tolist() == [d["_id"] for i, d in enumerate(docs) if i != 10]
+    [problem] = index.problems
+    assert (problem["offset"], problem["end"], problem["lost_product_ids"]) == \
+        (offsets[10], offsets[11], [docs[10]["_id"]])
+
+
+def test_random_bytes_over_two_documents_lose_them_with_the_readable_id(tmp_path):
+    docs = make_products(20, seed=6)
+    encoded = [bson.encode(d) for d in docs]
+    offsets = np.cumsum([0] + [len(e) for e in encoded]).tolist()
+    raw = bytearray(b"".join(encoded))
+    start, stop = offsets[5] + 100, offsets[6] + 50          # from inside document 5 into document 6
+    raw[start:stop] = np.random.RandomState(1).randint(0, 256, stop - start, dtype=np.uint8).tobytes()
+    path = tmp_path / "noise.bson"
+    path.write_bytes(bytes(raw))
+    index = BsonIndex.build(str(path), skip_bad=True)
+    assert index.product_ids.tolist() == [d["_id"] for i, d in enumerate(docs) if i not in (5, 6)]
+    [problem] = index.problems
+    assert (problem["offset"], problem["end"], problem["product_id"]) == (offsets[5], offsets[7], docs[5]["_id"])
+    assert problem["lost_product_ids"] == [docs[5]["_id"]]       # document 6 lost its `_id` to the noise
+
+
+def test_the_index_records_the_pictures_that_will_not_decode(tmp_path):
+    """Checked as the pass reads them, in both layouts, realigned when a duplicate is dropped,
+    saved and loaded; they are no problem of the BSON file."""
+    from bson.int64 import Int64
+    from data.jpeg import EMPTY, NOT_JPEG, TRUNCATED
+    docs = make_products(12, seed=2)
+    docs[2]["imgs"].append({"picture": b""})
+    docs[4]["imgs"][0]["picture"] = docs[4]["imgs"][0]["picture"][:-300]
+    docs[6]["_id"] = Int64(docs[6]["_id"])                       # decoded one by one
+    docs[6]["imgs"].insert(0, {"picture": b"<html>404</html>"})
+    docs[8]["_id"] = docs[7]["_id"]                               # a duplicate, dropped
+    docs[9]["imgs"].append({"picture": b"\x00" * 64})
+    path = write_bson(str(tmp_path / "pictures.bson"), docs)
+    index = BsonIndex.build(path, skip_bad=True)
+    kept = docs[:8] + docs[9:]
+    expected = [(k, j) for k, d in enumerate(kept) for j, img in enumerate(d["imgs"])]
+    codes = index.picture_problems(np.arange(len(expected)))
+    assert {expected[r]: int(c) for r, c in enumerate(codes) if c} == {
+        (2, len(docs[2]["imgs"]) - 1): EMPTY, (4, 0): TRUNCATED, (6, 0): NOT_JPEG,
+        (8, len(docs[9]["imgs"]) - 1): NOT_JPEG}
+    first_seen = index.records["offset"][7]
+    assert [p["reason"] for p in index.problems] == [f"duplicate _id (first seen at offset {first_seen})"]
+    assert index.summary()["undecodable_pictures"] == 4
+    index.save()
+    np.testing.assert_array_equal(BsonIndex.load(path).picture_problems(np.arange(len(expected))), codes)
+
+
+def test_a_cached_index_built_for_another_kind_is_not_taken_for_an_automatic_one(tmp_path):
+    """`--kind test` on a train file keeps its category ids but records kind "test": an automatic
+    request must not reuse it (it would pass the file for a test file), a "test" one may."""
+    path = write_bson(str(tmp_path / "train.bson"), make_products(6))
+    forced = BsonIndex.load_or_build(path, kind="test")
+    assert forced.kind == "test" and forced.labelled
+    assert BsonIndex.load_or_build(path, kind="test").built_as == "test"
+    automatic = BsonIndex.load_or_build(path)
+    assert (automatic.kind, automatic.built_as) == ("train", "auto")
+    assert BsonIndex.load_or_build(path, kind="train").built_as == "auto"     # served by the automatic one
+    test_file = write_bson(str(tmp_path / "test.bson"), make_products(4, test=True))
+    assert not BsonIndex.load_or_build(test_file).labelled

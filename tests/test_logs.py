@@ -5,7 +5,9 @@ import os
 import pytest
 
 from conftest import REAL_DIR
+from predict import reference
 from predict.logs import log_name, natural_key, read_training_log, read_training_logs
+from predict.table import log_section, reference_sections, to_markdown
 
 REFERENCE_LOGS = os.path.join(REAL_DIR, "reference_logs")
 
@@ -84,3 +86,29 @@ def test_a_log_without_validation_has_no_final(tmp_path):
     path.write_text("INFO:root:Epoch[0] Train-accuracy=0.5\n")
     with pytest.raises(ValueError, match="no validation accuracy"):
         read_training_log(str(path)).final
+
+
+def test_the_log_table_shows_the_reference_epochs_value_and_the_readme_slips(reference_logs):
+    section = log_section(read_training_logs(reference_logs))
+    rows = {row[0]: dict(zip(section.columns, row)) for row in section.rows}
+    at, remark = "at the reference's epoch", "vs the reference's table"
+    # Neither the final nor the best epoch is the one the reference's table reports for these.
+    assert rows["M01"][at] == "0.660329 (epoch 23)" and rows["M10"][at] == "0.738542 (epoch 19)"
+    assert rows["M12"][at] == "0.742338 (epoch 17)"
+    assert rows["M05"][at] == "not logged (epoch 20)"
+    slips = {name for name, row in rows.items() if row[remark]}
+    assert slips == set(reference.TABLE_VS_LOGS) == {"M05", "M12"}
+    assert rows["M05"][remark] == "the table says 20 epochs; the log ends at epoch 15 with 0.732641"
+    assert rows["M12"][remark] == "the table says 0.742388; the log has 0.742338 at epoch 17"
+
+
+def test_reference_epoch_cells_of_hand_made_logs(tmp_path):
+    m12 = tmp_path / "M12_stderr.log"
+    m12.write_text("".join(f"INFO:root:Epoch[{e}] Validation-accuracy={0.7 + e / 1000:.6f}\n" for e in range(16))
+                   + "INFO:root:Epoch[16] Validation-accuracy=0.742388\n")
+    other = tmp_path / "dpn_tiny.log"
+    other.write_text("INFO:root:Epoch[0] Validation-accuracy=0.5\n")
+    rows = {row[0]: row for row in log_section(read_training_logs([str(m12), str(other)])).rows}
+    assert rows["M12"][4:6] == ["0.742388 (epoch 17)", None]      # as the table says: no remark
+    assert rows["dpn_tiny"][4:6] == [None, None]                  # not a reference model
+    assert "M12 (0.742388 in the table; its log has 0.742338 at epoch 17)" in to_markdown(reference_sections())

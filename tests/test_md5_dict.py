@@ -2,6 +2,7 @@
 import collections
 import copy
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -108,6 +109,37 @@ def test_saved_dictionary_loads_without_pickle_and_answers_the_same(repeats_bson
     for field in ("rows", "found", "n_categories", "total", "offsets", "categories", "counts"):
         assert np.array_equal(getattr(a, field), getattr(b, field)), field
     assert loaded.meta == dictionary.meta
+
+
+def test_categories_keep_the_order_they_were_first_seen_in(repeats_bson, tmp_path):
+    """`counts_of` is the reference's Counter filled in file order, order included, so that
+    `Counter.most_common(1)` (the reference's majority) is the first of its tied maxima."""
+    path, docs = repeats_bson
+    dictionary = build_dictionary(path, digests_path=str(tmp_path / "d.npz"), progress=False)
+    loaded = Md5Dictionary.load(dictionary.save(str(tmp_path / "train.md5.npz")))
+    images, _ = reference_counts(docs)
+    hits = loaded.images.lookup([bytes.fromhex(h) for h in images])
+    assert [list(hits.counts_of(i).items()) for i in range(len(hits))] == [list(c.items()) for c in images.values()]
+    # The fixture must tell first-seen order from the ascending order of category ids.
+    assert any(list(c) != sorted(c) for c in images.values())
+    order = hits.first_seen_order()
+    for i, counter in enumerate(images.values()):
+        lo, hi = hits.offsets[i], hits.offsets[i + 1]
+        assert hits.categories[order[lo:hi]].tolist() == list(counter)
+        assert hits.categories[order[lo:hi]][np.argmax(hits.counts[order[lo:hi]])] == counter.most_common(1)[0][0]
+
+
+def test_a_dictionary_of_the_first_format_must_be_rebuilt(repeats_bson, tmp_path):
+    path, _ = repeats_bson
+    saved = build_dictionary(path, digests_path=str(tmp_path / "d.npz"), progress=False).save(
+        str(tmp_path / "new.md5.npz"))
+    with np.load(saved) as z:
+        arrays = {name: z[name] for name in z.files if not name.endswith("_first_seen")}
+    arrays["meta"] = np.frombuffer(json.dumps(dict(json.loads(arrays["meta"].tobytes()), version=1)).encode(), np.uint8)
+    old = str(tmp_path / "old.md5.npz")
+    np.savez(old, **arrays)
+    with pytest.raises(ValueError, match=r"old\.md5\.npz.*version 1, expected 2: rebuild it"):
+        Md5Dictionary.load(old)
 
 
 def test_vectorised_lookup_answers(tmp_path):

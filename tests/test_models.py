@@ -5,17 +5,21 @@ import cv2
 import mxnet as mx
 import numpy as np
 import pytest
-from gluoncv import model_zoo
 from mxnet import autograd, gluon
 
 import models
 from models.__main__ import main as models_cli
+from models.gluoncv_import import import_gluoncv
 from models.registry import build_network, infer_parameter_shapes
 from models.weights import structural_names, symbol_name_table
+from published_symbols import AUTHORS_DPN, authors_dpn, executor_output, mxnet_resnext, random_checkpoint
 
-TINY = ["dpn_tiny", "resnext_tiny", "se_resnext_tiny", "densenet_tiny"]
+model_zoo = import_gluoncv().model_zoo
+
+TINY = ["dpn_tiny", "resnext_tiny", "se_resnext_tiny", "densenet_tiny", "resnext_tiny_mxnet"]
 BIG = ["dpn68", "dpn92", "dpn98", "dpn107", "dpn131", "resnext101_32x4d", "resnext101_64x4d",
-       "se_resnext101_32x4d", "se_resnext101_64x4d", "densenet161", "densenet169"]
+       "se_resnext101_32x4d", "se_resnext101_64x4d", "densenet161", "densenet169", "resnext101_32x4d_mxnet",
+       "resnext101_64x4d_mxnet", "se_resnext101_64x4d_mxnet"]
 
 
 def randomize(net, seed=0):
@@ -118,7 +122,8 @@ def test_dpn_parameter_names_follow_the_published_symbols():
     params = dict(structural_names(net))
     shape = {name: params[path].shape for name, path in table.items()}
     # Stem, projections ('proj' in the first stage, stride-2 'down' later), the three
-    # units of each block, the final BN and the classifier, as named in cypw/DPNs.
+    # units of each block, the final BN and the classifier, as named in cypw/DPNs except
+    # the units' batch norms (there <unit>__bn__bn_*, see test_dpn_authors_checkpoint_loads).
     assert shape["conv1_x_1__conv_weight"] == (64, 3, 7, 7)
     assert shape["conv1_x_1__relu-sp__bn_gamma"] == (64,)
     assert shape["conv2_x__1_c1x1-w(s/1)__conv_weight"] == (256 + 2 * 16, 64, 1, 1)
@@ -179,27 +184,84 @@ def test_gluon_params_round_trip(tmp_path):
         np.testing.assert_array_equal(backbone_arrays(target)[path_], array)
 
 
-def _as_published_dpn_checkpoint(params_file, prefix, out_path):
-    """Rename an exported checkpoint the way the public DPN weights are named."""
-    renamed = {}
-    for key, array in mx.nd.load(params_file).items():
-        tag, name = key[:4], key[4 + len(prefix):]
-        renamed[tag + name.replace("running_mean", "moving_mean").replace("running_var", "moving_var")] = array
-    mx.nd.save(out_path, renamed)
-    return renamed
+# --- the published checkpoints, from graphs written after their published definitions ----
+
+def assert_same_features(ours, theirs):
+    """Equal to 1e-5 relative to the features' scale (random deep nets reach large values)."""
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5 * np.abs(theirs).max())
 
 
-def test_published_dpn_names_load(exported, tmp_path):
-    source, params_file = exported("dpn_tiny")
-    published = str(tmp_path / "dpn-published-0000.params")
-    names = _as_published_dpn_checkpoint(params_file, "dpn_tiny_", published)
-    assert "aux:conv2_x__1_c1x1-a__bn_moving_var" in names and "arg:fc6_weight" in names
-    net = models.get_model("dpn_tiny", classes=5)
-    report = models.load_backbone(net, published)
-    assert report.naming == "published"
-    assert report.classifier == ["fc6_bias", "fc6_weight"]
-    assert len(report.loaded) == len(backbone_arrays(source))
-    np.testing.assert_allclose(net.features(images()).asnumpy(), source.features(images()).asnumpy(), rtol=1e-5)
+def check_published_checkpoint(name, symbol, feature_layer, prefix):
+    """Random weights saved as a symbolic checkpoint of `symbol` load into network `name`,
+    every backbone parameter used, the classifier dropped, and give the executor's features."""
+    args, auxs = random_checkpoint(symbol, prefix)
+    x = images(1, size=64, seed=3)
+    net = models.get_model(name, classes=7, pretrained=(prefix, 0))
+    assert_same_features(net.features(x).asnumpy(), executor_output(symbol, feature_layer, args, auxs, x))
+    report = models.load_backbone(models.get_model(name, classes=7), prefix + "-0000.params")
+    assert (report.source_format, report.naming) == ("symbolic", "published")
+    assert not report.missing and not report.unexpected
+    assert report.classifier == sorted(n for n in args if n.startswith(("fc6_", "fc1_")))
+    return net, report
+
+
+@pytest.mark.parametrize("name", ["dpn92", pytest.param("dpn98", marks=pytest.mark.slow),
+                                  pytest.param("dpn107", marks=pytest.mark.slow),
+                                  pytest.param("dpn131", marks=pytest.mark.slow)])
+def test_dpn_authors_checkpoint_loads(name, tmp_path):
+    symbol = authors_dpn(*AUTHORS_DPN[name])
+    names = set(symbol.list_arguments() + symbol.list_auxiliary_states())
+    assert {"conv2_x__1_c1x1-a__bn__bn_gamma", "conv3_x__1_c1x1-w(s/2)__bn__bn_moving_var",
+            "conv1_x_1__relu-sp__bn_beta", "conv5_x_x__relu-sp__bn_moving_mean", "fc6_weight"} <= names
+    _, report = check_published_checkpoint(name, symbol, "flatten_output", str(tmp_path / name))
+    assert len(report.loaded) == len(names) - 4        # all but data, softmax_label and fc6
+
+
+@pytest.mark.parametrize("name, units, filter_list, groups, width_factor, stem_stride", [
+    ("resnext_tiny_mxnet", (1, 1, 1, 1), (16, 64, 128, 256, 512), 4, 1 / 16, 4),
+    # ResNeXt-101 32x4d as resnext.py defines it (imagenet1k-resnext-101).
+    pytest.param("resnext101_32x4d_mxnet", (3, 4, 23, 3), (64, 256, 512, 1024, 2048), 32, 0.5, 2,
+                 marks=pytest.mark.slow),
+    # The 64x4d model-zoo file: 64 groups of 4 channels in the first stage.
+    pytest.param("resnext101_64x4d_mxnet", (3, 4, 23, 3), (64, 256, 512, 1024, 2048), 64, 1.0, 2,
+                 marks=pytest.mark.slow),
+])
+def test_mxnet_model_zoo_resnext_checkpoint_loads(name, units, filter_list, groups, width_factor, stem_stride,
+                                                  tmp_path):
+    symbol = mxnet_resnext(units, filter_list, groups, width_factor, stem_stride)
+    net, _ = check_published_checkpoint(name, symbol, "flatten0_output", str(tmp_path / name))
+    assert {bn._kwargs["eps"] for bn in batch_norms(net)} == {2e-5}  # pylint: disable=protected-access
+    # The input batch norm's gamma is fixed (never read): a file without it loads as well.
+    arrays = mx.nd.load(str(tmp_path / name) + "-0000.params")
+    del arrays["arg:bn_data_gamma"]
+    without_gamma = str(tmp_path / "no-gamma.params")
+    mx.nd.save(without_gamma, arrays)
+    again = models.get_model(name, classes=7, pretrained=without_gamma)
+    x = images(1, size=64)
+    np.testing.assert_array_equal(again.features(x).asnumpy(), net.features(x).asnumpy())
+
+
+def batch_norms(net):
+    found = []
+    net.apply(lambda block: found.append(block) if isinstance(block, gluon.nn.BatchNorm) else None)
+    return found
+
+
+def test_mxnet_model_zoo_resnext_seeds_se_resnext_but_not_gluoncv_form(tmp_path):
+    prefix = str(tmp_path / "zoo")
+    random_checkpoint(mxnet_resnext((1, 1, 1, 1), (16, 64, 128, 256, 512), 4, 1 / 16, 4), prefix)
+    resnext = models.get_model("resnext_tiny_mxnet", classes=7, pretrained=(prefix, 0))
+    se = models.get_model("se_resnext_tiny_mxnet", classes=7, from_model=(prefix, 0))
+    shared, se_arrays = backbone_arrays(resnext), backbone_arrays(se)
+    for path_, array in shared.items():
+        np.testing.assert_array_equal(se_arrays[path_], array, err_msg=path_)
+    report = models.load_backbone(models.get_model("se_resnext_tiny_mxnet", classes=7), prefix + "-0000.params",
+                                  allow_missing=True)
+    assert report.missing == sorted(set(se_arrays) - set(shared)) and not report.unexpected
+    assert report.missing and all(".se." in p for p in report.missing)
+    # GluonCV's form has neither the input batch norm nor eps 2e-5: refused.
+    with pytest.raises(models.WeightImportError, match="bn_data_beta"):
+        models.get_model("resnext_tiny", classes=7, pretrained=(prefix, 0))
 
 
 def test_shape_mismatch_fails_clearly(exported, tmp_path):

@@ -8,19 +8,19 @@ import sys
 import threading
 import time
 
-import mxnet as mx
 import numpy as np
 import pytest
 
 from conftest import jpeg_bytes, write_bson
 from data.bson_index import BsonIndex
 from data.categories import CategoryMap
+from data.errors import DataInputError
 from predict.decode import Views
 from predict.inference import CheckpointModel
 from predict.outputs import Predictions
 from predict.pipeline import PipelineConfig, PipelineError
 from predict.run import predict_input
-from predict_world import SlowCheckpointModel, read_docs, synthetic_world
+from predict_world import SlowCheckpointModel, synthetic_world, write_val_rec
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -33,19 +33,6 @@ def world(tmp_path_factory):
 def config(**kwargs):
     kwargs.setdefault("views", Views(flip=True))
     return PipelineConfig(batch_size=kwargs.pop("batch_size", 16), progress=False, stall_timeout=60, **kwargs)
-
-
-def write_val_rec(bson_path, categories, rec_path):
-    """The validation .rec of data.bson2rec's contract: one record per image, file order."""
-    writer = mx.recordio.MXIndexedRecordIO(rec_path[:-4] + ".idx", rec_path, "w")
-    key = 0
-    for doc in read_docs(bson_path):
-        for number, img in enumerate(doc["imgs"]):
-            header = mx.recordio.IRHeader(0, float(categories.class_of(doc["category_id"])), doc["_id"], number)
-            writer.write_idx(key, mx.recordio.pack(header, img["picture"]))
-            key += 1
-    writer.close()
-    return rec_path
 
 
 def assert_same_predictions(a, b, variants):
@@ -202,8 +189,10 @@ def test_a_model_that_cannot_load_stops_the_run_naming_its_worker(world, tmp_pat
     assert not multiprocessing.active_children()
 
 
-def test_an_empty_input_gives_empty_arrays(world, tmp_path):
-    path = write_bson(str(tmp_path / "empty.bson"), [])
-    manifest, = predict_input(path, [CheckpointModel(world.runs[0])], str(tmp_path / "out"), config(decoders=1))
-    preds = Predictions(str(tmp_path / "out" / "dpn_tiny"))
-    assert manifest["products"] == 0 and len(preds) == 0 and preds.probs("mean.none").shape == (0, 6)
+@pytest.mark.parametrize("suffix", [".bson", ".rec"])
+def test_an_empty_input_is_an_error_and_writes_nothing(world, tmp_path, suffix):
+    path = str(tmp_path / f"empty{suffix}")
+    open(path, "wb").close()
+    with pytest.raises(DataInputError, match=f"{re.escape(path)}: no product to predict: the input is empty"):
+        predict_input(path, [CheckpointModel(world.runs[0])], str(tmp_path / "out"), config(decoders=1))
+    assert os.listdir(tmp_path / "out") == []

@@ -1,15 +1,17 @@
 """Pure parts of the predictor: combiners, MD5 modes, output files, wire format, views, batches."""
+import collections
 import json
 import os
 
 import numpy as np
 import pytest
 
-from conftest import jpeg_bytes
-from data.md5_dict import image_md5, product_hash
+from conftest import jpeg_bytes, write_bson
+from data.categories import CategoryMap
+from data.md5_dict import build_dictionary, image_md5, product_hash
 from predict import messages
 from predict.combine import COMBINERS, combine_images, combine_models, parse_combiners
-from predict.decode import DecodedProduct, Views, decode_product
+from predict.decode import DecodedProduct, Md5Counts, Views, decode_product
 from predict.inference import Batcher
 from predict.md5_modes import apply_md5_mode, apply_product_hash, image_vector, parse_md5_modes
 from predict.outputs import Predictions, PredictionWriter, RowArrayWriter, npy_header, top_classes
@@ -74,21 +76,53 @@ def test_model_ensembles_arithmetic_geometric_and_weights():
 def test_md5_modes_on_hand_made_counts():
     p = np.array([0.1, 0.2, 0.3, 0.4], np.float32)
     single = (np.array([2]), np.array([5]))
-    mixed = (np.array([0, 1, 3]), np.array([3, 4, 4]))      # classes 1 and 3 tie with 4 images each
+    # Classes in the order first seen with the MD5; classes 1 and 3 tie with 4 images each.
+    mixed = (np.array([0, 1, 3]), np.array([3, 4, 4]))
     np.testing.assert_array_equal(image_vector(p, single, "unique"), [0, 0, 1, 0])
     assert image_vector(p, mixed, "unique") is p                 # several categories: unchanged
-    np.testing.assert_array_equal(image_vector(p, mixed, "majority"), [0, 0, 0, 1])   # tie: model prefers 3
+    np.testing.assert_array_equal(image_vector(p, mixed, "majority"), [0, 1, 0, 0])   # tie: 1 was seen first
+    seen_3_first = (np.array([3, 0, 1]), np.array([4, 3, 4]))
+    np.testing.assert_array_equal(image_vector(p, seen_3_first, "majority"), [0, 0, 0, 1])
+    np.testing.assert_array_equal(image_vector(p, mixed, "majority_model"), [0, 0, 0, 1])   # the model prefers 3
     np.testing.assert_allclose(image_vector(p, mixed, "l1"), [3 / 11, 4 / 11, 0, 4 / 11])
     np.testing.assert_allclose(image_vector(p, mixed, "l2"), [3 / np.sqrt(41), 4 / np.sqrt(41), 0, 4 / np.sqrt(41)])
-    for mode in ("none", "unique", "majority", "l1", "l2"):
+    # softmax of the full count vector, zeros included: exp([3, 4, 0, 4]) normalised.
+    np.testing.assert_allclose(image_vector(p, mixed, "softmax"), np.exp([3, 4, 0, 4]) / np.exp([3, 4, 0, 4]).sum(),
+                               rtol=1e-6)
+    wide = np.full(5270, 1 / 5270, np.float32)
+    one_count = image_vector(wide, (np.array([7]), np.array([1])), "softmax")
+    assert one_count.dtype == np.float32 and one_count.sum() == pytest.approx(1, rel=1e-5)
+    assert one_count.argmax() == 7 and one_count[7] == pytest.approx(np.e / (np.e + 5269), rel=1e-5)
+    for mode in ("none", "unique", "majority", "majority_model", "l1", "l2", "softmax"):
         assert image_vector(p, None, mode) is p                  # MD5 not in the dictionary
     probs = np.stack([p, p[::-1]])
     out = apply_md5_mode(probs, [single, None], "unique")
     np.testing.assert_array_equal(out, [[0, 0, 1, 0], p[::-1]])
     assert apply_md5_mode(probs, [None, None], "unique") is probs
     assert parse_md5_modes("none,unique") == ("none", "unique")
+    assert parse_md5_modes("softmax,majority_model") == ("softmax", "majority_model")
     with pytest.raises(ValueError, match="unknown MD5 mode"):
-        parse_md5_modes("softmax")
+        parse_md5_modes("median")
+
+
+def test_majority_follows_the_training_files_first_seen_order(tmp_path):
+    """Dictionary -> Md5Counts -> majority: a tie goes to the category seen first with the
+    MD5 in train.bson, as the reference's ``Counter.most_common(1)[0]``, not to the lower id."""
+    shared, other = jpeg_bytes(1), jpeg_bytes(2)
+    docs = [{"_id": 1, "category_id": 20, "imgs": [{"picture": shared}]},
+            {"_id": 2, "category_id": 10, "imgs": [{"picture": shared}, {"picture": other}]},
+            {"_id": 3, "category_id": 10, "imgs": [{"picture": other}]}]
+    dictionary = build_dictionary(write_bson(str(tmp_path / "train.bson"), docs), workers=1, progress=False)
+    csv = tmp_path / "categories.csv"
+    csv.write_text("category_id,category_level1,category_level2,category_level3\n10,a,b,c\n20,a,b,d\n")
+    counts = Md5Counts(dictionary, CategoryMap.from_csv(str(csv)))([image_md5(shared), image_md5(other), b"\0" * 16])
+    reference = collections.Counter(d["category_id"] for d in docs for i in d["imgs"] if i["picture"] == shared)
+    assert reference.most_common(1)[0][0] == 20
+    assert [c.tolist() for c in counts[0]] == [[1, 0], [1, 1]] and counts[2] is None   # class 1 = category 20
+    assert [c.tolist() for c in counts[1]] == [[0], [2]]
+    probs = np.array([0.9, 0.1], np.float32)                   # the model prefers class 0
+    np.testing.assert_array_equal(image_vector(probs, counts[0], "majority"), [0, 1])
+    np.testing.assert_array_equal(image_vector(probs, counts[0], "majority_model"), [1, 0])
 
 
 def test_product_hash_overrides_exactly_the_matched_products():

@@ -401,7 +401,7 @@ def test_no_output_appears_when_generation_fails(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []
 
 
-def test_invalid_options_are_rejected(tmp_path):
+def test_invalid_options_are_rejected(tmp_path, capsys):
     with pytest.raises(ValueError, match="duplicate_share"):
         synth.SynthOptions(duplicate_share=1.5)
     with pytest.raises(ValueError):
@@ -410,8 +410,9 @@ def test_invalid_options_are_rejected(tmp_path):
         synth.SynthOptions(sibling_similarity=1.5)
     with pytest.raises(ValueError, match="image_variation"):
         synth.SynthOptions(image_variation=-1)
-    with pytest.raises(SystemExit, match="placeholder_share"):
+    with pytest.raises(SystemExit, match="2"):
         synth.main(["--out", str(tmp_path), "--placeholder-share", "-0.1"])
+    assert capsys.readouterr().err.startswith("synth: error: placeholder_share")
     assert os.listdir(tmp_path) == []
 
 

@@ -155,18 +155,27 @@ def test_start_from_another_network_with_frozen_backbone_on_two_devices(dataset,
 def test_clear_errors(dataset, tmp_path, capsys, extra, message):
     if "--gpus" in extra and mx.context.num_gpus() > 0:
         pytest.skip("this machine has a GPU")
-    assert main(cli_args(dataset, str(tmp_path / "run"), "resnext_tiny", "--num-epochs", "1", *extra)) == 2
-    assert message in capsys.readouterr().err
+    assert_user_error(capsys, cli_args(dataset, str(tmp_path / "run"), "resnext_tiny", "--num-epochs", "1", *extra),
+                      message)
+
+
+def assert_user_error(capsys, argv, message):
+    """`main(argv)` ends with exit status 2 and one line `train: error: ...` holding `message`."""
+    with pytest.raises(SystemExit) as exit:
+        main(argv)
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    line = err.rstrip("\n").splitlines()[-1]
+    assert line.startswith("train: error: ") and message in line, err
 
 
 def test_clear_errors_for_data_files(dataset, tmp_path, capsys):
     missing = cli_args(dataset, str(tmp_path / "run"), "resnext_tiny")
     missing[missing.index("--data-train") + 1] = str(tmp_path / "nowhere.rec")
-    assert main(missing) == 2
-    assert "does not exist" in capsys.readouterr().err
+    assert_user_error(capsys, missing, "does not exist")
     swapped = cli_args(dataset, str(tmp_path / "run"), "resnext_tiny")
     os.link(dataset["val"], str(tmp_path / "val.rec"))
     os.link(dataset["train"][:-4] + ".idx", str(tmp_path / "val.idx"))   # the wrong index
     swapped[swapped.index("--data-val") + 1] = str(tmp_path / "val.rec")
-    assert main(swapped) == 2
-    assert "val.idx" in capsys.readouterr().err
+    assert_user_error(capsys, swapped, "val.idx")

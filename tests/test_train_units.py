@@ -7,6 +7,8 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+from data.errors import DataInputError
+from data.recordio import RecordFileError
 from predict.logs import read_training_log
 from recfixtures import write_rec, write_synthetic_dataset
 from train import checkpoint, data_iter, devices, launch, logs, metrics, optim
@@ -148,15 +150,21 @@ def test_record_file_errors(dataset, tmp_path):
     mixed = str(tmp_path / "mixed.rec")
     os.link(dataset["train"], mixed)
     os.link(dataset["val"][:-4] + ".idx", mixed[:-4] + ".idx")
-    with pytest.raises(data_iter.DataFileError, match="does not match its index"):
+    with pytest.raises(RecordFileError, match=r"mixed.rec: offset \d+: record \d+ of .*mixed.idx: no record starts "
+                                              r"here: the index does not belong to this .rec"):
         data_iter.open_record_file(mixed)
 
 
 def test_class_count_check(dataset):
-    labels = data_iter.sample_labels(data_iter.open_record_file(dataset["train"]))
-    data_iter.check_labels(labels, 5, "train")
-    with pytest.raises(data_iter.DataFileError, match="class count disagrees"):
-        data_iter.check_labels(labels, int(labels.max()), "train")
+    record = data_iter.open_record_file(dataset["train"])
+    headers = data_iter.read_record_headers(record)
+    data_iter.check_labels(record, 5)
+    first = int(np.flatnonzero(headers.labels == 4)[0])
+    with pytest.raises(DataInputError, match=r"A_train.rec: offset %d, product %d: record %d \(image %d\) has label "
+                                             r"4, .* --num-classes 4 .*class count disagrees"
+                                             % (record.offsets[first], headers.product_ids[first], first,
+                                                headers.image_numbers[first])):
+        data_iter.check_labels(record, 4)
 
 
 def test_validation_iterator_pads_last_batch(dataset):

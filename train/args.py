@@ -8,6 +8,7 @@ raw 0-255 pixels, kvstore ``device``.
 import argparse
 import re
 
+from data.cli import add_common_options, positive_int
 from train.devices import KVSTORES
 from train.optim import OPTIMIZERS
 
@@ -30,10 +31,11 @@ def add_data_args(parser):
     group = parser.add_argument_group("data")
     group.add_argument("--data-train", required=True, help="indexed training .rec (its .idx beside it)")
     group.add_argument("--data-val", default="", help="indexed validation .rec in BSON file order; empty: no validation")
-    group.add_argument("--num-classes", type=int, default=5270, help="classifier outputs; must cover the data's class ids")
+    group.add_argument("--num-classes", type=positive_int, default=5270,
+                       help="classifier outputs; must cover the data's class ids")
     group.add_argument("--image-shape", type=_image_shape, default=None,
                        help="3,H,W fed to the network (default: the model's input size, 3,180,180)")
-    group.add_argument("--data-nthreads", type=int, default=4,
+    group.add_argument("--data-nthreads", type=positive_int, default=4,
                        help="JPEG decoding threads (MXNet caps them at max(cores/2-1, 1))")
     group.add_argument("--epoch-size", type=int, default=0,
                        help="images per epoch (all workers together); 0: one full pass. Shorter epochs checkpoint "
@@ -58,7 +60,8 @@ def add_augmentation_args(parser):
 def add_network_args(parser):
     group = parser.add_argument_group("network")
     group.add_argument("--network", required=True, help="registry name (models.list_models()), e.g. dpn92")
-    group.add_argument("--pretrained", default=None, help="local ImageNet weights (.params or symbolic checkpoint)")
+    group.add_argument("--pretrained", default=None,
+                       help="local ImageNet weights (.params or symbolic checkpoint); empty: none (random init)")
     group.add_argument("--dropout", type=float, default=0.0, help="dropout before the classifier")
     group.add_argument("--normalization", choices=("raw", "imagenet"), default="raw",
                        help="input normalisation: raw 0-255 pixels (the reference) or the ImageNet weights' own")
@@ -73,19 +76,20 @@ def add_optimizer_args(parser):
     group.add_argument("--lr", type=float, default=1e-4, help="base learning rate")
     group.add_argument("--mom", type=float, default=0.9, help="momentum of sgd and nag")
     group.add_argument("--wd", type=float, default=4e-5, help="weight decay (weights and BN gammas), every optimizer")
-    group.add_argument("--wd-sgd-only", action="store_true",
+    group.add_argument("--wd-sgd-only", action=argparse.BooleanOptionalAction, default=False,
                        help="reproduce the reference: --wd reaches sgd/nag only, adam/nadam run without weight decay")
     group.add_argument("--label-smoothing", type=float, default=0.1,
                        help="probability mass spread over the other classes (MXNet's smooth_alpha)")
-    group.add_argument("--batch-size", type=int, default=512, help="images per batch over all devices of a worker")
-    group.add_argument("--grad-accum", type=int, default=1,
+    group.add_argument("--batch-size", type=positive_int, default=512,
+                       help="images per batch over all devices of a worker")
+    group.add_argument("--grad-accum", type=positive_int, default=1,
                        help="batches accumulated per optimizer step (effective batch = batch size x this x workers)")
     return group
 
 
 def add_schedule_args(parser):
     group = parser.add_argument_group("schedule")
-    group.add_argument("--num-epochs", type=int, default=15)
+    group.add_argument("--num-epochs", type=positive_int, default=15)
     group.add_argument("--lr-step-epochs", type=_int_list, default=[10, 13, 15],
                        help="epochs at which the learning rate is multiplied by --lr-factor")
     group.add_argument("--lr-factor", type=float, default=0.2)
@@ -103,7 +107,7 @@ def add_schedule_args(parser):
 def add_device_args(parser):
     group = parser.add_argument_group("devices")
     group.add_argument("--gpus", default="", help="GPUs to use, e.g. 0,1,2,3; empty: CPU")
-    group.add_argument("--cpu-devices", type=int, default=1,
+    group.add_argument("--cpu-devices", type=positive_int, default=1,
                        help="CPU contexts to split each batch over when --gpus is empty (tests the multi-device path)")
     group.add_argument("--kv-store", choices=KVSTORES, default="device",
                        help="gradient reduction: device/local/nccl on one machine, dist_sync/dist_device_sync "
@@ -114,10 +118,10 @@ def add_device_args(parser):
 def add_checkpoint_args(parser):
     group = parser.add_argument_group("checkpoints")
     group.add_argument("--model-dir", default=None, help="run folder (default work/runs/<network>)")
-    group.add_argument("--resume", action="store_true",
+    group.add_argument("--resume", action=argparse.BooleanOptionalAction, default=False,
                        help="continue from the run folder's last complete epoch when there is one (later than "
-                            "--load-epoch, if given); otherwise start as the other options say. Recipes always pass "
-                            "it, so that they can simply be re-run after an interruption")
+                            "--load-epoch, if given); otherwise start as the other options say. Recipes pass it (a "
+                            "later --no-resume wins), so that they can simply be re-run after an interruption")
     start = group.add_mutually_exclusive_group()
     start.add_argument("--load-epoch", type=int, default=None,
                        help="continue from this epoch of the run folder (e.g. a new phase with other settings)")
@@ -129,18 +133,19 @@ def add_checkpoint_args(parser):
 
 def add_logging_args(parser):
     group = parser.add_argument_group("logging")
-    group.add_argument("--disp-batches", type=int, default=20, help="log speed and metrics every N batches")
-    group.add_argument("--top-k", type=int, default=5)
+    group.add_argument("--disp-batches", type=positive_int, default=20, help="log speed and metrics every N batches")
+    group.add_argument("--top-k", type=positive_int, default=5)
     group.add_argument("--seed", type=int, default=0, help="data order, augmentation and initialisation seed")
-    group.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     return group
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description="Fine-tune a network on Cdiscount RecordIO data (MXNet Gluon).",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(prog="train", description="Fine-tune a network on Cdiscount RecordIO data "
+                                     "(MXNet Gluon).", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                     epilog="The reference's recipes (train/recipes.py): --recipe M06 [recipe "
+                                     "options] [these options]; see --recipe all --help.")
     for add in (add_data_args, add_augmentation_args, add_network_args, add_optimizer_args, add_schedule_args,
-                add_device_args, add_checkpoint_args, add_logging_args):
+                add_device_args, add_checkpoint_args, add_logging_args, add_common_options):
         add(parser)
     return parser
 
@@ -148,15 +153,15 @@ def build_parser():
 def parse_args(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    for name in ("batch_size", "grad_accum", "num_epochs", "disp_batches", "top_k"):
-        if getattr(args, name) < 1:
-            parser.error("--%s must be at least 1" % name.replace("_", "-"))
+    if args.epoch_size < 0:
+        parser.error("--epoch-size must be 0 (a full pass) or more")
     if not 0.0 <= args.label_smoothing < 1.0:
         parser.error("--label-smoothing must be in [0, 1)")
     try:
         re.compile(args.freeze_keep)
     except re.error as err:
         parser.error("--freeze-keep is not a regular expression: %s" % err)
+    args.pretrained = args.pretrained or None      # "" too: a later --pretrained "" undoes a recipe's
     if args.model_dir is None:
         args.model_dir = "work/runs/%s" % args.network
     return args

@@ -15,18 +15,24 @@ JSON last: an epoch counts as complete only once its JSON exists.
 import glob
 import json
 import os
+import pickle
 import re
 
 import mxnet as mx
 
 import models
 from data.atomic import atomic_path, write_json
+from train.data_iter import mxnet_message
 
 _EPOCH_FILE = re.compile(r"epoch-(\d{4,})\.json$")
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing, incomplete or does not fit the network."""
+
+
+class DamagedCheckpointError(CheckpointError):
+    """A checkpoint file that cannot be loaded (truncated by a full disk or an interrupted copy)."""
 
 
 def epoch_prefix(run_dir, epoch):
@@ -82,8 +88,33 @@ def resolve_checkpoint(run_dir_or_params_path, epoch=None):
 
 
 def load_meta(run_dir, epoch):
-    with open(epoch_prefix(run_dir, epoch) + ".json", encoding="utf-8") as f:
-        return json.load(f)
+    path = epoch_prefix(run_dir, epoch) + ".json"
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except ValueError as err:
+        raise DamagedCheckpointError("%s cannot be read (%s): the checkpoint is damaged" % (path, err)) from None
+
+
+def check_loadable(run_dir, epoch, states=True):
+    """Raise `DamagedCheckpointError` naming the file when epoch `epoch`'s JSON, parameters or (with
+    `states`) trainer state cannot be loaded: a file truncated by a full disk or an
+    interrupted copy. Loads them whole (a few seconds for the largest networks)."""
+    load_meta(run_dir, epoch)
+    params = epoch_prefix(run_dir, epoch) + ".params"
+    try:
+        mx.nd.load(params)
+    except mx.base.MXNetError as err:
+        raise DamagedCheckpointError("%s cannot be loaded (%s): the checkpoint is truncated or damaged"
+                                     % (params, mxnet_message(err))) from None
+    if states:
+        path = epoch_prefix(run_dir, epoch) + ".states"
+        try:
+            with open(path, "rb") as f:
+                pickle.loads(f.read())      # what Trainer.load_states reads: a pickle of the optimizer state
+        except (OSError, pickle.UnpicklingError, EOFError, ValueError, mx.base.MXNetError) as err:
+            raise DamagedCheckpointError("%s cannot be loaded (%s): the checkpoint is truncated or damaged"
+                                         % (path, err)) from None
 
 
 def load_for_inference(run_dir_or_params_path, epoch=None, ctx=mx.cpu()):
@@ -98,5 +129,9 @@ def load_for_inference(run_dir_or_params_path, epoch=None, ctx=mx.cpu()):
     meta = load_meta(run_dir, epoch)
     params = epoch_prefix(run_dir, epoch) + ".params"
     net = models.get_model(meta["model"], classes=meta["classes"], dropout=meta.get("dropout", 0.0), ctx=ctx)
-    net.load_parameters(params, ctx=ctx, cast_dtype=True, dtype_source="current")
+    try:
+        net.load_parameters(params, ctx=ctx, cast_dtype=True, dtype_source="current")
+    except mx.base.MXNetError:
+        check_loadable(run_dir, epoch, states=False)     # names a truncated file
+        raise
     return net, dict(meta, params=params)

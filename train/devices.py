@@ -33,6 +33,13 @@ def parse_gpus(text):
     return gpus
 
 
+def all_gpus():
+    """Every GPU this MXNet sees, as ``--gpus`` takes them: ``"0,1,2,3"``, or ``""`` (the CPU)."""
+    if not mx.runtime.Features().is_enabled("CUDA"):
+        return ""
+    return ",".join(map(str, range(mx.context.num_gpus())))
+
+
 def training_contexts(gpus="", cpu_devices=1):
     """The devices to train on: the GPUs listed, or `cpu_devices` CPU contexts.
 

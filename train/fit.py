@@ -10,7 +10,9 @@ only (``data_iter``), ``mx.random`` is reseeded per epoch, the learning rate is 
 function of the position in the schedule, and the checkpoint holds the parameters
 (including BatchNorm statistics) and the full optimizer state.
 """
+import contextlib
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -22,7 +24,7 @@ from mxnet import gluon
 from tqdm import tqdm
 
 import models
-from data.atomic import atomic_open
+from data.atomic import atomic_open, exclusive_output
 from models.weights import structural_names
 from train import checkpoint, data_iter, devices, logs, metrics, optim
 from train.curves import plot_curves
@@ -113,18 +115,24 @@ def start_point(args, logger):
     counts, and with them the optimizer's weight decay and momentum; the learning rate
     follows this run's schedule), unless the optimizer or ``--dtype`` changed: then it
     starts a fresh optimizer state, as the reference did when it switched optimizers.
+
+    A checkpoint that ``--resume`` finds damaged (a truncated ``.params`` or ``.states``)
+    is skipped, with a warning naming the file, for the last complete epoch that loads.
     """
-    epoch = args.load_epoch
     if args.resume:
-        latest = checkpoint.latest_epoch(args.model_dir)
-        if latest is not None and (epoch is None or latest > epoch):
-            epoch = latest
-        elif epoch is None:
-            logger.info("no checkpoint in %s yet: starting afresh", args.model_dir)
-    if epoch is not None:
-        return _resume_point(args, epoch, logger)
+        later = [epoch for epoch in checkpoint.complete_epochs(args.model_dir) if epoch > (args.load_epoch or 0)]
+        for epoch in reversed(later):
+            try:
+                return _resume_point(args, epoch, logger)
+            except checkpoint.DamagedCheckpointError as err:
+                logger.warning("%s; resuming from the epoch before", err)
+        if args.load_epoch is None:
+            logger.info("no %scheckpoint in %s: starting afresh", "loadable " if later else "", args.model_dir)
+    if args.load_epoch is not None:
+        return _resume_point(args, args.load_epoch, logger)
     if args.from_run:
         run_dir, parent_epoch = checkpoint.resolve_checkpoint(args.from_run)
+        checkpoint.check_loadable(run_dir, parent_epoch, states=False)
         return StartPoint(0, checkpoint.epoch_prefix(run_dir, parent_epoch) + ".params",
                           parent_meta=checkpoint.load_meta(run_dir, parent_epoch))
     if args.pretrained and not os.path.isfile(args.pretrained):
@@ -144,15 +152,34 @@ def _resume_point(args, epoch, logger):
             "network from it" % (run_dir, meta["model"], meta["classes"], args.network, args.num_classes))
     prefix = checkpoint.epoch_prefix(run_dir, epoch)
     saved = meta["args"]
-    if (saved["optimizer"], saved["dtype"]) != (args.optimizer, args.dtype):
+    fresh_optimizer = (saved["optimizer"], saved["dtype"]) != (args.optimizer, args.dtype)
+    checkpoint.check_loadable(run_dir, epoch, states=not fresh_optimizer)
+    changed = changed_options(saved, args)
+    if changed:
+        logger.warning("resuming after epoch %d of %s with options changed since: %s", epoch, run_dir,
+                       ", ".join("%s %s -> %s" % change for change in changed))
+    if fresh_optimizer:
         logger.info("optimizer %s/%s differs from the checkpoint's %s/%s: fresh optimizer state",
                     args.optimizer, args.dtype, saved["optimizer"], saved["dtype"])
         return StartPoint(epoch, prefix + ".params")
-    changed = [name for name in ("wd", "mom", "wd_sgd_only") if saved.get(name) != getattr(args, name)]
-    if changed:
+    kept = [name for name, _, _ in changed if name in ("wd", "mom", "wd_sgd_only")]
+    if kept:
         logger.warning("resuming keeps the checkpoint's optimizer settings %s",
-                       ", ".join("%s=%s" % (name, saved.get(name)) for name in changed))
+                       ", ".join("%s=%s" % (name, saved.get(name)) for name in kept))
     return StartPoint(epoch, prefix + ".params", prefix + ".states")
+
+
+# Options that do not change what a run learns: a resume may change them without a warning.
+BOOKKEEPING_OPTIONS = frozenset({"model_dir", "resume", "load_epoch", "from_run", "num_epochs", "disp_batches",
+                                 "top_k", "progress", "debug", "data_nthreads"})
+
+
+def changed_options(saved, args):
+    """[(name, checkpoint's value, this run's value)] of the options other than
+    `BOOKKEEPING_OPTIONS` that differ from the checkpoint's arguments `saved`."""
+    now = json.loads(json.dumps(vars(args)))       # as saved: tuples become lists
+    return [(name, saved[name], now[name]) for name in sorted(now)
+            if name in saved and name not in BOOKKEEPING_OPTIONS and saved[name] != now[name]]
 
 
 def prepare_network(args, contexts, start, logger):
@@ -247,26 +274,27 @@ class RunData:
     def train_batches(self, args, epoch, rank=0, num_workers=1):
         """Epoch `epoch`'s batches of this worker's shard, in an order fixed by (seed, epoch, rank)."""
         seed = data_iter.train_epoch_seed(args.seed, epoch) + rank
-        return data_iter.image_iter(self.train, args.batch_size, self.image_shape, self.spec.mean, self.spec.scale,
-                                    shuffle=True, seed=seed, augmentation=self.augmentation, num_parts=num_workers,
-                                    part_index=rank, threads=args.data_nthreads)
+        return data_iter.located_errors(self.train, functools.partial(
+            data_iter.image_iter, self.train, args.batch_size, self.image_shape, self.spec.mean, self.spec.scale,
+            shuffle=True, seed=seed, augmentation=self.augmentation, num_parts=num_workers, part_index=rank,
+            threads=args.data_nthreads))
 
     def val_batches(self, args):
-        return data_iter.image_iter(self.val, args.batch_size, self.image_shape, self.spec.mean, self.spec.scale,
-                                    threads=args.data_nthreads)
+        return data_iter.located_errors(self.val, functools.partial(
+            data_iter.image_iter, self.val, args.batch_size, self.image_shape, self.spec.mean, self.spec.scale,
+            threads=args.data_nthreads))
 
 
 def prepare_data(args, validates, num_workers, logger):
-    """Open and check the data files of a run: they exist, match their index, and their
-    class ids fit ``--num-classes`` (the validation file entirely, the training file
-    through a sample of its records)."""
+    """Open and check the data files of a run before the first batch: they exist, match their
+    index, and every class id fits ``--num-classes`` (``data_iter.check_labels``)."""
     spec = models.get_spec(args.network, normalization=args.normalization)
     train = data_iter.open_record_file(args.data_train, "training")
-    data_iter.check_labels(data_iter.sample_labels(train), args.num_classes, args.data_train)
+    data_iter.check_labels(train, args.num_classes)
     val = data_iter.open_record_file(args.data_val, "validation") if args.data_val else None
     val_headers = data_iter.read_record_headers(val) if val is not None and validates else None
     if val_headers is not None:
-        data_iter.check_labels(val_headers.labels, args.num_classes, args.data_val)
+        data_iter.check_labels(val, args.num_classes, val_headers)
         logger.info("validation: %d images of %d products, %d of the %d classes", len(val_headers.labels),
                     len(np.unique(val_headers.product_ids)), len(np.unique(val_headers.labels)), args.num_classes)
     augmentation = data_iter.Augmentation(
@@ -335,6 +363,13 @@ def run(args):
     """
     contexts, kvstore = _devices(args)
     rank, num_workers = devices.worker_position(kvstore)
+    # One writer per run folder: the chief holds its lock for the whole run (a second run
+    # into it fails at once) and first removes what a run killed while saving left there.
+    with exclusive_output(args.model_dir) if rank == 0 else contextlib.nullcontext():
+        return _run(args, contexts, kvstore, rank, num_workers)
+
+
+def _run(args, contexts, kvstore, rank, num_workers):
     chief = rank == 0
     if chief:
         os.makedirs(args.model_dir, exist_ok=True)
@@ -365,7 +400,7 @@ def run(args):
                         if step.trainability.frozen else "training all parameters")
         mx.random.seed(data_iter.train_epoch_seed(args.seed, epoch) + rank)
         result = train_epoch(step, data.train_batches(args, epoch, rank, num_workers), epoch, data.num_batches,
-                             lr_at, logger, args.disp_batches, args.top_k, progress=not args.no_progress)
+                             lr_at, logger, args.disp_batches, args.top_k, progress=args.progress)
         for line in logs.epoch_lines(epoch, "Train", {k: v for k, v in result.metrics.items() if k != metrics.LOSS}):
             logger.info(line)
         logger.info(logs.time_cost_line(epoch, result.seconds))

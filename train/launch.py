@@ -27,6 +27,8 @@ import time
 
 from dmlc_tracker.tracker import get_host_ip
 
+from data import cli
+
 LOOPBACK = "127.0.0.1"
 SERVER_COMMAND = [sys.executable, "-c", "import mxnet"]
 
@@ -125,15 +127,17 @@ def launch(command, num_workers, num_servers=1, hosts=None, host_ip=None, port=N
         _stop([proc for _, proc in procs])
 
 
+@cli.command("launch")
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="launch", description=__doc__.split("\n\n")[0],
                                      usage="%(prog)s [-n WORKERS] [-s SERVERS] [--hostfile F] -- COMMAND ...")
-    parser.add_argument("-n", "--num-workers", type=int, required=True)
-    parser.add_argument("-s", "--num-servers", type=int, default=1)
+    parser.add_argument("-n", "--num-workers", type=cli.positive_int, required=True)
+    parser.add_argument("-s", "--num-servers", type=cli.positive_int, default=1)
     parser.add_argument("--hostfile", default=None, help="hosts for servers and workers (ssh); default: this machine")
     parser.add_argument("--host-ip", default=None, help="address of this machine the others reach the scheduler at")
     parser.add_argument("--port", type=int, default=None, help="scheduler port (default: a free one)")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="worker command, after --")
+    cli.add_common_options(parser)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:

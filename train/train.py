@@ -1,46 +1,95 @@
 """Fine-tune a network on Cdiscount RecordIO data: ``python train/train.py --help``.
 
 Runs as ``python train/train.py ...`` or ``python -m train.train ...``; the logic lives in
-``train.fit`` (the loop) and ``train.args`` (the argument groups).
+``train.fit`` (the loop) and ``train.args`` (the argument groups). With ``--recipe M06``
+it runs a recipe of ``train.recipes`` instead: each phase as a ``train.py`` process of its own.
 """
+import dataclasses
 import os
+import shlex
+import subprocess
 import sys
-import traceback
 
 if __name__ == "__main__" and sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
     # `python train/train.py` puts train/ first on sys.path, where this very file would
     # shadow the `train` package and break `import train.fit`.
     del sys.path[0]
 
+import mxnet as mx  # noqa: E402
+
+from data.cli import UserError, command  # noqa: E402
 from models import WeightImportError  # noqa: E402
-from train import checkpoint, data_iter, devices, fit, step  # noqa: E402
+from train import checkpoint, data_iter, devices, fit, recipes, step  # noqa: E402
 from train.args import parse_args  # noqa: E402
 
-# Errors with a message meant for the user: printed without a traceback.
+# Errors with a message meant for the user: one line `train: error: ...`, no traceback
+# (data.cli's convention also covers input errors, locks and OS errors).
 USER_ERRORS = (data_iter.DataFileError, devices.DeviceError, checkpoint.CheckpointError, fit.NonFiniteLossError,
                step.FreezePatternError, WeightImportError)
 
 
-def main(argv=None):
+@command("train")
+def _train(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    request = recipes.parse_request(argv)
+    if request is not None:
+        return _run_recipes(request)
     args = parse_args(argv)
     try:
         fit.run(args)
-        return 0
     except USER_ERRORS as err:
-        print("error: %s" % err, file=sys.stderr)
-        code = 2
-    except BaseException:
-        if os.environ.get("DMLC_ROLE") != "worker":
-            raise
-        traceback.print_exc()
-        code = 1
-    if os.environ.get("DMLC_ROLE") == "worker":
-        # A failed worker of a distributed job must not wait in the parameter server's
-        # shutdown barrier for the other workers, which wait for its gradients: exit at
-        # once; the launcher then stops the job.
+        raise UserError(str(err)) from err
+    except mx.base.MXNetError as err:        # its text opens with "Traceback (most recent call last):"
+        raise RuntimeError("MXNet: %s" % data_iter.mxnet_message(err)) from err
+    return 0
+
+
+def _run_recipes(request):
+    """Run each phase of each recipe in turn; the status of the first that fails, else 0.
+
+    Each phase is a process of its own, as the shell recipes ran them: it starts with free
+    devices and, in a distributed job, with its own kvstore (MXNet cannot start a second one
+    in a process)."""
+    settings = request.settings
+    if settings.gpus is None:
+        settings = dataclasses.replace(settings, gpus=devices.all_gpus())
+        if not settings.gpus:
+            print("train: no GPU found, training on the CPU (--gpus 0,1,... to choose)", file=sys.stderr, flush=True)
+    for recipe in request.recipes:
+        phases = recipes.phase_arguments(recipe, settings, request.extra)
+        for number, argv in enumerate(phases, 1):
+            command = [sys.executable, os.path.abspath(__file__), *argv]
+            if request.dry_run:
+                print(shlex.join(command), flush=True)
+                continue
+            print("train: %s, phase %d of %d: %s" % (recipe.name, number, len(phases), shlex.join(command)),
+                  file=sys.stderr, flush=True)
+            status = _run_phase(command)
+            if status:
+                return status
+    return 0
+
+
+def _run_phase(command):
+    """The phase's exit status. Ctrl-C reaches the phase too, which then stops on its own:
+    it is left to finish (not killed in the middle of saving a checkpoint)."""
+    with subprocess.Popen(command) as process:
+        return process.wait()
+
+
+def main(argv=None):
+    """Train; returns the exit status (0), or exits with 2 after one line `train: error: ...`.
+
+    A failed worker of a distributed job must not wait in the parameter server's shutdown
+    barrier for the other workers, which wait for its gradients: it exits at once (the
+    launcher then stops the job)."""
+    if os.environ.get("DMLC_ROLE") != "worker":
+        return _train(argv)
+    try:
+        return _train(argv)
+    except SystemExit as done:
         sys.stderr.flush()
-        os._exit(code)
-    return code
+        os._exit(done.code if isinstance(done.code, int) else 2)
 
 
 if __name__ == "__main__":
