@@ -1,0 +1,105 @@
+"""The PyTorch twins: one per registered network, timm's architectures, published sizes."""
+import sys
+
+import pytest
+import timm
+import torch
+from torch import nn
+
+from models.configs import DenseNetConfig, network_names
+from models.torch_nets import UnsupportedArchitectureError, _densenet, create_torch_model
+from models.weight_convert import parameter_pairs
+from twin_helpers import BIG, BIG_MXNET, TINY
+
+# Our name -> the timm model whose ImageNet files the twin must take as they are.
+TIMM_NAMES = {"dpn68": "dpn68", "dpn92": "dpn92", "dpn98": "dpn98", "dpn107": "dpn107", "dpn131": "dpn131",
+              "resnext101_32x4d": "resnext101_32x4d", "resnext101_64x4d": "resnext101_64x4d",
+              "se_resnext101_32x4d": "seresnext101_32x4d", "se_resnext101_64x4d": "seresnext101_64x4d",
+              "densenet161": "densenet161", "densenet169": "densenet169"}
+
+
+def trainable_parameters(model):
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def shapes(model):
+    return {name: tuple(value.shape) for name, value in model.state_dict().items()}
+
+
+def test_importing_the_twins_loads_no_mxnet():
+    assert "torch" in sys.modules and "mxnet" not in sys.modules
+
+
+def test_every_registered_network_has_a_twin(gluon_facts):
+    assert network_names() == sorted(gluon_facts)
+    assert set(TIMM_NAMES) == set(BIG)
+
+
+@pytest.mark.parametrize("name", sorted(TIMM_NAMES))
+def test_twin_of_a_published_network_is_timms_network(name):
+    """Same state-dict names and shapes as timm's own: timm's ImageNet files fit as they are."""
+    with torch.device("meta"):
+        theirs = timm.create_model(TIMM_NAMES[name], pretrained=False)
+    ours = create_torch_model(name, 1000, device="meta")
+    assert type(ours) is type(theirs)
+    assert shapes(ours) == shapes(theirs)
+    assert ours.feature_info == theirs.feature_info
+
+
+@pytest.mark.parametrize("name", BIG + BIG_MXNET)
+def test_twin_has_the_published_parameter_count(name, gluon_facts):
+    published = gluon_facts[name]["published_params"]
+    if published is None:
+        pytest.skip("no published parameter count for %s" % name)
+    assert trainable_parameters(create_torch_model(name, 1000, device="meta")) == pytest.approx(published, rel=0.005)
+
+
+@pytest.mark.parametrize("name", network_names())
+def test_twin_and_gluon_network_have_the_same_parameters(name, gluon_facts):
+    """Every twin entry has its Gluon counterpart (weight_convert's table) and the feature
+    width of the Gluon network."""
+    model = create_torch_model(name, 10, device="meta")
+    assert set(model.state_dict()) == {p.torch for p in parameter_pairs(name)}
+    assert model.num_features == gluon_facts[name]["feature_channels"]
+
+
+def test_dpn_twin_ends_with_relu_like_the_authors_networks():
+    final = create_torch_model("dpn_tiny", 10).features.conv5_bn_ac.bn
+    assert isinstance(final.act, nn.ReLU) and final.eps == 1e-3
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_tiny_twin_runs_at_180_with_5270_classes(name, gluon_facts):
+    model = create_torch_model(name, 5270).eval()
+    x = torch.rand(2, 3, 180, 180) * 255
+    with torch.no_grad():
+        features = model.forward_head(model.forward_features(x), pre_logits=True)
+        assert model(x).shape == (2, 5270)
+    assert features.shape == (2, gluon_facts[name]["feature_channels"])
+
+
+def test_mxnet_input_batch_norm_keeps_gamma_fixed():
+    model = create_torch_model("resnext_tiny_mxnet", 10)
+    assert not model.conv1.bn_data.weight.requires_grad
+    assert model.conv1.bn_data.eps == model.bn1.eps == 2e-5
+    assert create_torch_model("resnext_tiny", 10).bn1.eps == 1e-5
+
+
+def test_dropout_sits_before_the_classifier_and_only_in_training():
+    torch.manual_seed(0)
+    model = create_torch_model("densenet_tiny", 10, dropout=0.5)
+    x = torch.rand(2, 3, 96, 96) * 255
+    with torch.no_grad():
+        model.train()
+        assert not torch.equal(model(x), model(x))
+        model.eval()
+        assert torch.equal(model(x), model(x))
+    with pytest.raises(ValueError, match="dropout"):
+        create_torch_model("densenet_tiny", 10, dropout=1.0)
+
+
+def test_unknown_network_and_unsupported_configuration_are_reported():
+    with pytest.raises(KeyError, match="dpn92"):
+        create_torch_model("dpn93", 10)
+    with pytest.raises(UnsupportedArchitectureError, match="growth"):
+        _densenet(DenseNetConfig(48, 16, (1, 1)), 10, 0.0, None)
