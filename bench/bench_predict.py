@@ -129,6 +129,7 @@ class FreshModel:
         import mxnet as mx
         import models
         from predict.inference import LoadedModel
+        from train.run_folder import Preprocessing
         if self.name == POOL_DENSE:
             net = pool_dense(self.classes)
             net.initialize(mx.init.Xavier(), ctx=ctx)
@@ -136,7 +137,8 @@ class FreshModel:
         else:
             spec = models.get_spec(self.name)
             net, mean, scale = models.get_model(self.name, classes=self.classes, ctx=ctx), spec.mean, spec.scale
-        return LoadedModel(self.name, net, mean, scale, self.classes, {"weights": "random"})
+        preprocess = Preprocessing((3, 180, 180), "RGB", mean, scale, "raw")
+        return LoadedModel(self.name, net, preprocess, self.classes, {"weights": "random"})
 
 
 class MemorySampler:

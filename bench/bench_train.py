@@ -31,8 +31,8 @@ import mxnet as mx
 import models
 from data import bson2rec, synth
 from data.atomic import atomic_open
-from train import data_iter, devices, fit
-from train.args import parse_args as train_args
+from train import backend_mxnet, data_iter, devices, fit
+from train.args import parse_config as train_args
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # Whole-machine training throughput of the reference on 8 Pascal GPUs (REFERENCE.md).
@@ -88,8 +88,8 @@ def training_speeds(network, record, contexts, batch_size, dtype, image_size, mi
                        "--batch-size", str(batch_size), "--dtype", dtype])
     quiet = logging.getLogger("bench_train.quiet")
     quiet.disabled = True
-    net = fit.prepare_network(args, contexts, fit.StartPoint(), quiet)
-    step = fit.build_training(net, args, contexts, "device", fit.StartPoint(), quiet)
+    net = backend_mxnet.prepare_network(args, contexts, fit.StartPoint(), quiet)
+    step = backend_mxnet.build_training(net, args, contexts, "device", fit.StartPoint(), quiet)
     step.set_frozen(False)
     spec = models.get_spec(network)
     shape = (3, image_size or spec.input_size, image_size or spec.input_size)

@@ -29,14 +29,15 @@ categories; with the `.idx`, ImageRecordIter shuffles globally anyway. Validatio
 sides keep file order for streaming evaluation.
 
 How it runs: every record's size is known before a byte is converted: the index holds each
-picture's length and the number of 4-byte-aligned RecordIO magic words in it (each one makes
-its record 4 bytes longer, see `data.recordio`). The parent plans where the records of each
+picture's length and, gathered by its single pass for the conversion (`data.picture_facts`),
+the number of 4-byte-aligned RecordIO magic words in it (each one makes its record 4 bytes
+longer, see `data.recordio`). The parent plans where the records of each
 product go in the output (`Plan`), then cuts the products, in file order, into parts of about
 `--part-mb` MB of BSON input. Worker processes (fork, `--workers`, default all cores) convert
 parts independently, reading the BSON file in order, 8 MB of documents per `os.preadv` (the
 next batch announced to the kernel with `posix_fadvise(WILLNEED)` so that its disk reads
 overlap with the conversion): the pictures of documents with Kaggle's layout are located in
-the read buffer without decoding (`bson_index.locate_pictures`, vectorised, as strict as
+the read buffer without decoding (`bson_layout.locate_pictures`, vectorised, as strict as
 pymongo), any other document is decoded with pymongo; the batch's records are assembled in
 memory (numpy headers, one copy of each JPEG, one scan for RecordIO's magic word:
 `ImageRecordWriter.write_many`), and each run of products that are also consecutive in record
@@ -57,7 +58,7 @@ inputs and options, never on the number of workers, so the output is byte-identi
 `--workers`; a run killed at any point (Ctrl-C returns at once: the workers are killed, see
 `data.parallel`) resumes from the parts marked done (any other part is converted again, to
 the same places) and produces the same files. A finished output whose report matches the
-inputs and options, and whose `.rec` and `.idx` are those the report sealed (`_seal`), is
+inputs and options, and whose `.rec` and `.idx` are those the report sealed (`data.conversion_report.seal`), is
 left alone (`--force` converts again); anything else is converted again, never reused. One
 run writes an output at a time: a second one fails at once naming the first (`data.locks`).
 A full disk stops the run naming the output, before anything is published.
@@ -105,15 +106,20 @@ import numpy as np
 from tqdm import tqdm
 
 from data.atomic import atomic_open, exclusive_output, write_json
-from data.bson_index import NO_CATEGORY, BsonIndex, first_rows, image_rows, locate_pictures
+from data.bson_index import BsonIndex
+from data.bson_layout import NO_CATEGORY, locate_pictures
 from data.categories import CategoryMap, UnknownCategoryError
 from data.cli import add_common_options, command, positive_int
-from data.errors import DataInputError, PictureError, StaleIndexError
+from data.conversion_report import ConversionReport, SelectionCounts, seal, up_to_date
+from data.errors import DataInputError, PictureError, SkipBad, StaleIndexError
 from data.jpeg import describe as describe_jpeg_problem
 from data.md5_dict import ImageDigests, Md5Dictionary, first_occurrences
+from data.npz_store import file_signature
 from data.parallel import ordered_map
+from data.picture_facts import JPEG_PROBLEMS, RECORDIO_MAGIC_WORDS
 from data.recordio import ImageRecordWriter, MemoryFile, image_record_bytes, new_buffer, release_buffers, write_idx
-from data.split_train_bson import SIDES, Split, file_signature
+from data.rows import first_rows, image_rows
+from data.split_train_bson import SIDES, Split
 
 log = logging.getLogger(__name__)
 
@@ -159,26 +165,22 @@ def output_paths(rec_path):
 # --------------------------------------------------------------------------------------------
 # Planning: which images, in which order, in which parts (parent process, pure numpy)
 # --------------------------------------------------------------------------------------------
-def class_labels(index, positions, category_map, skip_bad, skipped):
+def class_labels(index, positions, category_map, bad):
     """(kept positions, float32 labels): class ids from `category_map`, or -1 for all when it
     is None (a test file).
 
     A product without category id (in a file whose other products have one) or whose
-    category id is missing from the CSV raises `DataInputError`, or with `skip_bad` is
-    dropped and the problem appended to `skipped`."""
+    category id is missing from the CSV is a `DataInputError` for `bad` (a `SkipBad`): it
+    raises, or is dropped and recorded."""
     if category_map is None:
         return positions, np.full(len(positions), TEST_LABEL, np.float32)
     categories = index.category_ids[positions]
 
-    def drop(bad, reason):
-        for pos in positions[bad][:None if skip_bad else 1].tolist():
+    def drop(dropped, reason):
+        for pos in bad.to_handle(positions[dropped]).tolist():
             offset, _, product_id = index.records.item(pos)[:3]
-            err = DataInputError(index.path, offset, product_id, reason)
-            if not skip_bad:
-                raise err from None
-            log.warning("skipping: %s", err)
-            skipped.append(err.as_dict())
-        return positions[~bad], categories[~bad]
+            bad.handle(DataInputError(index.path, offset, product_id, reason))
+        return positions[~dropped], categories[~dropped]
 
     unlabelled = categories == NO_CATEGORY
     if unlabelled.any():
@@ -287,7 +289,8 @@ class Plan:
             b = min(a + chunk, len(positions))
             rows = index.image_rows(positions[a:b])
             images = slice(keep_first[a], keep_first[b])
-            record_bytes[images] = image_record_bytes(index.picture_lengths[rows], index.picture_magic(rows),
+            magic_words = index.picture_fact(RECORDIO_MAGIC_WORDS, rows)
+            record_bytes[images] = image_record_bytes(index.picture_lengths[rows], magic_words,
                                                       np.repeat(index.product_ids[positions[a:b]], n_images[a:b]))
             kept = record_bytes[images] if keep is None else np.where(keep[images], record_bytes[images], 0)
             product_bytes[a:b] = np.add.reduceat(kept.astype(np.int64), keep_first[a:b] - keep_first[a])
@@ -555,16 +558,9 @@ def _run_parts(job, done, workers, name, progress=True):
     return job.merged_path
 
 
-def _write_outputs(job, merged_path, paths, report):
-    """Complete `report` from the plan, write the .idx, then publish the three outputs.
-
-    They are one unit, whose report records what `_up_to_date` checks of the other two
-    (`_seal`). All three are complete in the parts folder before any is published (a full
-    disk fails the run before that); then the old report goes, and the new one is renamed into
-    place last. A run killed between the renames leaves a `.rec`/`.idx` without a report,
-    which the next run converts again."""
-    rec_path, idx_path, report_path = paths
-    n_classes = report.pop("n_classes")
+def _write_idx(job, merged_path, n_classes):
+    """Write the `.idx` in the parts folder from the plan and check the parts against the
+    plan; returns (its path, the records, records per class id or None when `n_classes` is 0)."""
     histogram = np.zeros(max(n_classes, 1), np.int64)
     records = 0
     idx_tmp = os.path.join(job.parts_dir, "merged.idx")
@@ -578,12 +574,18 @@ def _write_outputs(job, merged_path, paths, report):
     if written != records or os.path.getsize(merged_path) != job.plan.total_bytes:
         raise RuntimeError(f"{merged_path}: {written} records of {os.path.getsize(merged_path)} bytes, "
                            f"the plan says {records} of {job.plan.total_bytes}")
-    report["products"]["written"] = len(job.plan.positions)
-    report["images"]["written"] = records
-    report.update(records=records, rec_bytes=job.plan.total_bytes)
-    if n_classes:
-        report["class_histogram"] = histogram.tolist()
-    report["seal"] = _seal(merged_path, idx_tmp)
+    return idx_tmp, records, histogram.tolist() if n_classes else None
+
+
+def _publish(job, merged_path, idx_tmp, paths, report):
+    """Publish the `.rec`, the `.idx` and the report (the JSON of a `ConversionReport`).
+
+    They are one unit, whose report records what `up_to_date` checks of the other two
+    (`seal`). All three are complete in the parts folder before any is published (a full
+    disk fails the run before that); then the old report goes, and the new one is renamed into
+    place last. A run killed between the renames leaves a `.rec`/`.idx` without a report,
+    which the next run converts again."""
+    rec_path, idx_path, report_path = paths
     report_tmp = os.path.join(job.parts_dir, "report.json")
     write_json(report_tmp, report)
     with contextlib.suppress(FileNotFoundError):
@@ -591,26 +593,6 @@ def _write_outputs(job, merged_path, paths, report):
     os.replace(merged_path, rec_path)
     os.replace(idx_tmp, idx_path)
     os.replace(report_tmp, report_path)
-    return report
-
-
-def _seal(rec_path, idx_path, edge_bytes=1 << 20):
-    """What the report records of the `.rec` and `.idx` it belongs to: the `.rec`'s size and
-    a digest of its first and last MB (a `.rec` cut short or overwritten by a later writer),
-    and a digest of the whole `.idx` (a truncated or overwritten `.idx` silently hides
-    records). Cheap: the `.idx` of train.bson's 12 M records is ~250 MB, ~0.3 s of SHA-256;
-    a digest of the whole 55 GB `.rec` would be minutes of disk reads on every re-run."""
-    size = os.path.getsize(rec_path)
-    edges = hashlib.sha256()
-    with open(rec_path, "rb") as f:
-        edges.update(f.read(edge_bytes))
-        f.seek(max(size - edge_bytes, 0))
-        edges.update(f.read(edge_bytes))
-    idx = hashlib.sha256()
-    with open(idx_path, "rb") as f:
-        while chunk := f.read(8 << 20):
-            idx.update(chunk)
-    return {"rec_bytes": size, "rec_edges_sha256": edges.hexdigest(), "idx_sha256": idx.hexdigest()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -632,24 +614,6 @@ def _fingerprint_inputs(index, options, shuffle):
     }
 
 
-def _up_to_date(rec_path, idx_path, report_path, fingerprint):
-    """The report of a finished output made from the same inputs and options, whose `.rec` and
-    `.idx` are those it was written with (its `seal`), else None."""
-    if not all(os.path.exists(p) for p in (rec_path, idx_path, report_path)):
-        return None
-    try:
-        with open(report_path, encoding="utf-8") as f:
-            report = json.load(f)
-    except ValueError:
-        return None
-    if not isinstance(report, dict) or report.get("fingerprint") != fingerprint:
-        return None
-    if report.get("seal") != _seal(rec_path, idx_path):
-        log.warning("%s or %s is not what %s was written with: converting again", rec_path, idx_path, report_path)
-        return None
-    return report
-
-
 def _with_images(index, positions, labels, keep):
     """Drop the products of which `keep` keeps no image."""
     if keep is None:
@@ -659,61 +623,68 @@ def _with_images(index, positions, labels, keep):
     return positions[has_images], labels[has_images], keep[np.repeat(has_images, n_images)]
 
 
-def verify_jpegs(index, positions, keep, skip_bad, skipped):
+def verify_jpegs(index, positions, keep, bad):
     """The keep mask (None = all) without the kept pictures of `positions` that will not
-    decode, as the index pass found them (`BsonIndex.picture_problems`: no picture is read
-    here). Each is a located `PictureError` (file, offset, product, image number): the first
-    raises, or with `skip_bad` each is appended to `skipped`."""
+    decode, as the index pass found them (`data.picture_facts.JPEG_PROBLEMS`: no picture is read
+    here). Each is a located `PictureError` (file, offset, product, image number) for `bad`
+    (a `SkipBad`): the first raises, or each is recorded."""
     rows = index.image_rows(positions)
-    codes = index.picture_problems(rows)
+    codes = index.picture_fact(JPEG_PROBLEMS, rows)
     if keep is not None:
         codes[~keep] = 0
-    bad = np.flatnonzero(codes)
-    if not len(bad):
+    undecodable = np.flatnonzero(codes)
+    if not len(undecodable):
         return keep
     first = first_rows(index.n_images[positions].astype(np.int64))
     keep = np.ones(len(rows), bool) if keep is None else keep.copy()
-    for row, i in zip(bad.tolist(), (np.searchsorted(first, bad, side="right") - 1).tolist()):
+    for row, i in zip(undecodable.tolist(), (np.searchsorted(first, undecodable, side="right") - 1).tolist()):
         offset, _, product_id = index.records.item(int(positions[i]))[:3]
-        err = PictureError(index.path, offset, product_id, row - int(first[i]),
-                           describe_jpeg_problem(int(codes[row]), int(index.picture_lengths[rows[row]])))
-        if not skip_bad:
-            raise err
-        log.warning("skipping: %s", err)
-        skipped.append(err.as_dict())
+        bad.handle(PictureError(index.path, offset, product_id, row - int(first[i]),
+                                describe_jpeg_problem(int(codes[row]), int(index.picture_lengths[rows[row]]))))
         keep[row] = False
     return keep
 
 
-def _select_images(index, options, report, progress):
-    """(positions, labels, keep): the products to write in file order, their labels and the
-    per-image keep mask (None = all); products left without images are dropped."""
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """The products to write (file order) with their labels and per-image keep mask (None =
+    all), and what the report says of how they were chosen."""
+    positions: np.ndarray
+    labels: np.ndarray
+    keep: np.ndarray
+    n_classes: int                  # classes of the category map; 0 for a test file
+    skipped: list                   # the bad products and pictures left out (`--skip-bad`)
+    counts: SelectionCounts
+
+
+def _select_images(index, options, progress):
+    """The `Selection` of `options` from `index`; products left without images are dropped."""
+    bad = SkipBad(options.skip_bad, log)
     positions = np.arange(len(index)) if options.split is None else \
         Split.load(options.split).positions(index, options.side)
-    n_selected = len(positions)
-    report["products"] = {"selected": n_selected}
-    report["images"] = {"selected": int(index.n_images[positions].sum())}
+    n_selected, images_selected = len(positions), int(index.n_images[positions].sum())
     category_map = CategoryMap.from_csv(options.categories) if index.labelled else None
-    positions, labels = class_labels(index, positions, category_map, options.skip_bad, report["skipped"])
+    positions, labels = class_labels(index, positions, category_map, bad)
     n_labelled = len(positions)
-    report["n_classes"] = len(category_map) if category_map is not None else 0
     filtered = collections.Counter()
     digests = ImageDigests.load_or_compute(index, options.digests, options.workers, progress) \
         if options.unique_md5 or options.single_label_md5 else None
     keep = image_filter(index, positions, labels, options, digests, filtered)
-    report["images"]["filtered"] = dict(filtered)
     positions, labels, keep = _with_images(index, positions, labels, keep)
-    report["products"]["all_images_filtered"] = n_labelled - len(positions)
-    report["images"]["skipped_bad"] = 0
+    all_images_filtered = n_labelled - len(positions)
+    images_skipped_bad = 0
     if options.verify_jpeg:
-        n_skipped = len(report["skipped"])
-        keep = verify_jpegs(index, positions, keep, options.skip_bad, report["skipped"])
-        report["images"]["skipped_bad"] = len(report["skipped"]) - n_skipped
+        n_skipped = len(bad.records)
+        keep = verify_jpegs(index, positions, keep, bad)
+        images_skipped_bad = len(bad.records) - n_skipped
         n_verified = len(positions)
         positions, labels, keep = _with_images(index, positions, labels, keep)
         n_labelled -= n_verified - len(positions)
-    report["products"]["skipped_bad"] = n_selected - n_labelled
-    return positions, labels, keep
+    counts = SelectionCounts(products_selected=n_selected, images_selected=images_selected, filtered=dict(filtered),
+                             all_images_filtered=all_images_filtered, images_skipped_bad=images_skipped_bad,
+                             products_skipped_bad=n_selected - n_labelled)
+    n_classes = len(category_map) if category_map is not None else 0
+    return Selection(positions, labels, keep, n_classes, bad.records, counts)
 
 
 def convert(bson_path, rec_path, options=ConvertOptions(), progress=True):
@@ -747,7 +718,7 @@ def _convert_locked(bson_path, paths, options, progress):
     inputs = _fingerprint_inputs(index, options, shuffle)
     fingerprint = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
     if not options.force:
-        report = _up_to_date(*paths, fingerprint)
+        report = up_to_date(*paths, fingerprint)
         if report is not None:
             log.info("%s is up to date (%d records); --force converts again", rec_path, report["records"])
             shutil.rmtree(os.path.join(out_dir, f".{name}.parts"), ignore_errors=True)   # if a kill left it
@@ -772,10 +743,9 @@ def _convert_locked(bson_path, paths, options, progress):
 
 def _convert_indexed(index, options, shuffle, fingerprint, inputs, paths, parts_dir, progress):
     """Plan the records from the index, convert the parts (resuming), write the outputs."""
-    report = {"fingerprint": fingerprint, "inputs": inputs, "kind": "train" if index.labelled else "test",
-              "index_problems": index.problems, "skipped": []}
-    positions, labels, keep = _select_images(index, options, report, progress)
-    plan = Plan.make(index, positions, labels, keep, shuffle, options.seed, int(options.shuffle_block_kb * 1024))
+    selection = _select_images(index, options, progress)
+    positions, keep = selection.positions, selection.keep
+    plan = Plan.make(index, positions, selection.labels, keep, shuffle, options.seed, int(options.shuffle_block_kb * 1024))
     lengths = index.records["length"][plan.positions]
     parts = plan_parts(lengths, int(options.part_mb * 1024 * 1024))
     part_bytes = np.add.reduceat(lengths.astype(np.int64), [a for a, _ in parts]) if parts else np.zeros(0, np.int64)
@@ -790,8 +760,13 @@ def _convert_indexed(index, options, shuffle, fingerprint, inputs, paths, parts_
     with _naming_the_output(paths[0]):
         done = _prepare_parts_dir(job, job_key)
         merged_path = _run_parts(job, done, workers, name, progress)
-        report["bson_bytes"] = int(part_bytes.sum())
-        report = _write_outputs(job, merged_path, paths, report)
+        idx_tmp, records, histogram = _write_idx(job, merged_path, selection.n_classes)
+        report = ConversionReport(
+            fingerprint=fingerprint, inputs=inputs, kind="train" if index.labelled else "test",
+            index_problems=index.problems, skipped=selection.skipped, counts=selection.counts,
+            products_written=len(positions), records=records, rec_bytes=plan.total_bytes,
+            bson_bytes=int(part_bytes.sum()), class_histogram=histogram, seal=seal(merged_path, idx_tmp)).as_json()
+        _publish(job, merged_path, idx_tmp, paths, report)
     shutil.rmtree(parts_dir)
     return report
 

@@ -6,16 +6,28 @@
 * Ctrl-C ends it with `PROG: interrupted` and status 130, without a traceback: every
   output is written atomically, so re-running the command resumes.
 * Options shared by the tools come from one place: `add_common_options` (`--debug`,
-  `--no-progress`) and `positive_int` for counts such as `--workers`.
+  `--no-progress`), `add_device_options` (`--devices cpu|gpu:0,gpu:1`, one spelling for
+  training, prediction and the benchmarks; training's `--gpus 0,1` still works, with a
+  note), `add_workers_option`, `add_skip_bad_option`, and `positive_int` for counts.
+  An older spelling is accepted through `OldSpelling`, which says once what it means.
+* One log format, `LOG_FORMAT`, set up by `setup_logging`: time, host, logger[pid],
+  level. Host and pid tell apart the workers of a distributed training run and the
+  processes of the predictor and converter; training logs (train.logs) have used it from
+  the start, so old logs and the log reader (predict.logs) stay as they are.
 
 This module lives in `data/` because `data/` is the bottom, framework-free layer that
 every other package may import.
 """
 import argparse
 import functools
+import logging
+import os
+import shlex
+import socket
 import sys
 import traceback
 
+from data.devices import device_list, gpu_devices
 from data.errors import DataInputError
 from data.locks import OutputLockedError
 
@@ -39,12 +51,72 @@ def positive_int(text):
     return value
 
 
+def devices_arg(text):
+    """argparse type of `--devices`: `data.devices.device_list` with argparse's error."""
+    try:
+        return device_list(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+class OldSpelling(argparse.Action):
+    """An option's older spelling: `translate`s its value into the new option's text,
+    prints `PROG: note: OLD VALUE means NEW TEXT` on stderr and stores what the new
+    option's `type` makes of that text. Old command lines and scripts keep working, and
+    their user learns the one spelling."""
+
+    def __init__(self, option_strings, dest, new_option, translate=str, new_type=str, **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self.new_option, self.translate, self.new_type = new_option, translate, new_type
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        try:
+            text = self.translate(values)
+            value = self.new_type(text)
+        except (ValueError, argparse.ArgumentTypeError) as error:
+            raise argparse.ArgumentError(self, str(error)) from None
+        print(f"{parser.prog}: note: {option_string} {shlex.quote(values)} means {self.new_option} {text}",
+              file=sys.stderr, flush=True)
+        setattr(namespace, self.dest, value)
+
+
 def add_common_options(parser):
     """`--debug` (tracebacks) and `--no-progress` (no progress bars), on every tool."""
     group = parser.add_argument_group("output")
     group.add_argument("--debug", action="store_true", help="show the traceback of an error")
     group.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     return group
+
+
+def add_device_options(parser, default="cpu", help_text="devices: cpu, or gpu:0,gpu:1,...", gpus_alias=False):
+    """`--devices` (dest ``devices``: a tuple of device strings, `data.devices.device_list`);
+    with `gpus_alias` also training's older `--gpus 0,1`, which means `--devices gpu:0,gpu:1`
+    (empty: cpu). The group is returned for a tool's own device options."""
+    group = parser.add_argument_group("devices")
+    group.add_argument("--devices", type=devices_arg, default=default, help=help_text)
+    if gpus_alias:
+        group.add_argument("--gpus", dest="devices", action=OldSpelling, new_option="--devices",
+                           translate=gpu_devices, new_type=devices_arg, default=argparse.SUPPRESS,
+                           help="GPU numbers, e.g. 0,1: the older spelling of --devices gpu:0,gpu:1")
+    return group
+
+
+def add_workers_option(parser, help_text="processes (default: all cores)"):
+    """`--workers N` (≥ 1), all cores by default."""
+    parser.add_argument("--workers", type=positive_int, default=os.cpu_count(), help=help_text)
+
+
+def add_skip_bad_option(parser, help_text="skip bad input and list it in the report"):
+    """`--skip-bad`: go on past bad input (each tool says where it lists what it skipped)."""
+    parser.add_argument("--skip-bad", action="store_true", help=help_text)
+
+
+LOG_FORMAT = "%(asctime)s " + socket.gethostname() + " %(name)s[%(process)d] %(levelname)s %(message)s"
+
+
+def setup_logging(level=logging.INFO):
+    """The root logger of a tool's process at `level`, in `LOG_FORMAT`, on stderr."""
+    logging.basicConfig(level=level, format=LOG_FORMAT)
 
 
 def _close_progress_bars():
@@ -55,6 +127,10 @@ def _close_progress_bars():
         if not hasattr(bar, "disable"):   # Ctrl-C inside its constructor: never shown, and
             bar.disable = True            # close() (also tqdm's __del__) would fail on it
         bar.close()
+
+
+def _ignore_unraisable(unraisable):
+    """`sys.unraisablehook` for an interrupted command's exit."""
 
 
 def describe(error):
@@ -89,6 +165,9 @@ def command(prog):
                 return main(argv)
             except KeyboardInterrupt:
                 _close_progress_bars()
+                # A Ctrl-C inside a progress bar's constructor can leave a half-built bar that
+                # no registry holds; its __del__ fails at exit. Nothing after this line is news.
+                sys.unraisablehook = _ignore_unraisable
                 print(f"{prog}: interrupted", file=sys.stderr, flush=True)
                 raise SystemExit(130) from None
             except Exception as error:

@@ -1,5 +1,7 @@
 """Input errors of the data stages, each naming the file, the byte offset and the product."""
 import contextlib
+import dataclasses
+import logging
 import zipfile
 
 # What numpy raises for a truncated or garbage `.npz` file; none of it names the file.
@@ -65,3 +67,26 @@ def reading_npz(path, what):
         raise
     except NPZ_ERRORS as error:
         raise DataInputError(path, None, None, f"not a readable {what}: {error}") from error
+
+
+@dataclasses.dataclass(frozen=True)
+class SkipBad:
+    """What a stage does with a piece of bad input: without `skip` (the default everywhere:
+    bad input must not pass unnoticed) the first located error raises; with it (`--skip-bad`)
+    each one is logged on `log` and recorded in `records` (what the stage reports), and the
+    stage goes on without the bad piece."""
+    skip: bool
+    log: logging.Logger
+    records: list = dataclasses.field(default_factory=list)
+
+    def handle(self, error, record=None):
+        """Raise `error`, or with `skip` log it and record `record` (default: its `as_dict()`)."""
+        if not self.skip:
+            raise error
+        self.log.warning("skipping: %s", error)
+        self.records.append(error.as_dict() if record is None else record)
+
+    def to_handle(self, items):
+        """The items of which each is an error to `handle`: all with `skip`, else the first
+        (which raises), so that nothing is built for errors that can never be reported."""
+        return items if self.skip else items[:1]

@@ -65,12 +65,14 @@ import os
 import numpy as np
 from tqdm import tqdm
 
-from data.atomic import atomic_path, build_once, exclusive_output
-from data.bson_index import BsonIndex, NO_CATEGORY, image_rows
+from data.atomic import exclusive_output
+from data.bson_index import BsonIndex
+from data.bson_layout import NO_CATEGORY
 from data.cli import add_common_options, command, positive_int
-from data.errors import NPZ_ERRORS, DataInputError, reading_npz
+from data.npz_store import cached_or_built, file_signature, load_cached, load_versioned, save_npz
 from data.parallel import ordered_map
-from data.split_train_bson import SIDES, Split, file_signature
+from data.rows import image_rows
+from data.split_train_bson import SIDES, Split
 
 log = logging.getLogger(__name__)
 
@@ -276,11 +278,7 @@ class ImageDigests:
         return cls(image_md5s, product_hashes, first)
 
     def save(self, path, index):
-        meta = self._signature(index)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, image_md5=self.image_md5, product_hash=self.product_hash,
-                         meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+        save_npz(path, self._signature(index), {"image_md5": self.image_md5, "product_hash": self.product_hash})
 
     @classmethod
     def load_or_compute(cls, index, cache_path=None, workers=None, progress=True):
@@ -292,27 +290,14 @@ class ImageDigests:
         cache_path = cache_path or index.path + ".image_md5.npz"
 
         def cached():
-            if not os.path.exists(cache_path):
+            found = load_cached(cache_path, lambda meta: meta == cls._signature(index), "image MD5s")
+            if found is None:
                 return None
-            try:
-                with np.load(cache_path) as z:
-                    if json.loads(z["meta"].tobytes().decode()) != cls._signature(index):
-                        return None
-                    log.info("using cached image MD5s %s", cache_path)
-                    return cls(z["image_md5"], z["product_hash"], index.first_image)
-            except NPZ_ERRORS as e:   # damaged: compute them again
-                log.warning("ignoring the unreadable image MD5s %s: %s", cache_path, e)
-                return None
+            log.info("using cached image MD5s %s", cache_path)
+            return cls(found[1]["image_md5"], found[1]["product_hash"], index.first_image)
 
-        def compute():
-            digests = cls.compute(index, workers, progress)
-            try:
-                digests.save(cache_path, index)
-            except OSError as e:
-                log.warning("could not cache the image MD5s of %s: %s", index.path, e)
-            return digests
-
-        return build_once(cache_path, cached, compute)
+        return cached_or_built(cache_path, cached, lambda: cls.compute(index, workers, progress),
+                               lambda digests: digests.save(cache_path, index), f"the image MD5s of {index.path}")
 
 
 def _digest_range(index, task):
@@ -367,22 +352,15 @@ class Md5Dictionary:
             arrays.update({f"{name}_keys": table.keys, f"{name}_offsets": table.offsets,
                            f"{name}_categories": table.categories, f"{name}_counts": table.counts,
                            f"{name}_first_seen": table.first_seen})
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, meta=np.frombuffer(json.dumps(self.meta).encode(), np.uint8), **arrays)
-        return path
+        return save_npz(path, self.meta, arrays)
 
     @classmethod
     def load(cls, path):
-        with reading_npz(path, "MD5 dictionary (data.md5_dict)"), np.load(path, allow_pickle=False) as z:
-            meta = json.loads(z["meta"].tobytes().decode())
-            if meta.get("version") != DICTIONARY_VERSION:
-                raise DataInputError(path, None, None,
-                                     f"MD5 dictionary version {meta.get('version')}, expected {DICTIONARY_VERSION}: "
-                                     "rebuild it with python -m data.md5_dict")
-            images, products = (CountTable(*(z[f"{t}_{a}"] for a in ("keys", "offsets", "categories", "counts",
-                                                                     "first_seen")))
-                                for t in TABLES)
+        meta, z = load_versioned(path, DICTIONARY_VERSION, "MD5 dictionary",
+                                 ": rebuild it with python -m data.md5_dict")
+        images, products = (CountTable(*(z[f"{t}_{a}"] for a in ("keys", "offsets", "categories", "counts",
+                                                                 "first_seen")))
+                            for t in TABLES)
         return cls(images, products, meta)
 
 

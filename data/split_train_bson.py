@@ -23,7 +23,6 @@ through its offset index, so the per-side BSON copies of the reference
 """
 import argparse
 import contextlib
-import json
 import logging
 import os
 import random
@@ -31,10 +30,10 @@ import random
 import numpy as np
 from tqdm import tqdm
 
-from data.atomic import atomic_open, atomic_path, exclusive_output
+from data.atomic import atomic_open, exclusive_output
 from data.bson_index import BsonIndex
 from data.cli import add_common_options, command
-from data.errors import DataInputError, reading_npz
+from data.npz_store import file_signature, load_versioned, save_npz
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +59,6 @@ def validation_mask(product_ids, seed, ratio=DEFAULT_RATIO):
     if len(np.unique(product_ids)) != len(product_ids):
         raise ValueError("product ids are not unique: a product-level split needs unique ids")
     return np.isin(product_ids, np.asarray(validation_ids(product_ids, seed, ratio), np.int64))
-
-
-def file_signature(path):
-    st = os.stat(path)
-    return {"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
 class Split:
@@ -108,20 +102,12 @@ class Split:
         return np.sort(index.positions_of(self.ids(side)))
 
     def save(self, path):
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, train_ids=self.train_ids, val_ids=self.val_ids,
-                         meta=np.frombuffer(json.dumps(self.meta).encode(), np.uint8))
-        return path
+        return save_npz(path, self.meta, {"train_ids": self.train_ids, "val_ids": self.val_ids})
 
     @classmethod
     def load(cls, path):
-        with reading_npz(path, "split file (data.split_train_bson)"), np.load(path) as z:
-            meta = json.loads(z["meta"].tobytes().decode())
-            if meta.get("version") != SPLIT_VERSION:
-                raise DataInputError(path, None, None, f"split format version {meta.get('version')}, "
-                                                       f"expected {SPLIT_VERSION}")
-            return cls(z["train_ids"], z["val_ids"], meta)
+        meta, arrays = load_versioned(path, SPLIT_VERSION, "split file (data.split_train_bson)")
+        return cls(arrays["train_ids"], arrays["val_ids"], meta)
 
 
 def write_side_bsons(index, split, prefix, progress=True):

@@ -3,7 +3,8 @@ import argparse
 import sys
 
 from data.cli import add_common_options, command
-from models.registry import count_parameters, get_spec, list_models
+from models.registry import count_parameters
+from models.specs import get_spec, list_models
 
 
 def _normalization_text(spec):

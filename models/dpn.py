@@ -19,56 +19,10 @@ Differences from the published symbols, both needed at 180x180 input: the final 
 average pooling is a global average pooling, and the network ends at the flattened
 feature vector (the classifier is added by ``models.classifier.Classifier``).
 """
-from dataclasses import dataclass
-
 from mxnet.gluon import nn
 
 # The published symbols use mx.sym.BatchNorm's default epsilon, not Gluon's 1e-5.
 BN_EPSILON = 1e-3
-
-
-@dataclass(frozen=True)
-class DPNConfig:
-    """One DPN architecture, in the paper's notation.
-
-    ``k_r``: bottleneck width of the first stage (doubles every stage); ``groups``: G,
-    the cardinality of the grouped 3x3 convolutions; ``k_sec``: blocks per stage;
-    ``inc_sec``: dense-path growth per block in each stage; ``first_width``: residual
-    width of the first stage (doubles every stage); ``init_channels``/``init_kernel``/
-    ``stem_stride``: the stem convolution (the published networks use stride 2; the tiny
-    CPU variant uses 4 to leave the 180x180 input resolution fast).
-    """
-
-    k_r: int
-    groups: int
-    k_sec: tuple
-    inc_sec: tuple
-    init_channels: int
-    init_kernel: int = 7
-    first_width: int = 256
-    stem_stride: int = 2
-
-    def stage_widths(self):
-        """(bottleneck width R, residual width bw) for every stage."""
-        return [(self.k_r * 2 ** i, self.first_width * 2 ** i) for i in range(len(self.k_sec))]
-
-    def feature_channels(self):
-        """Channels of the final feature vector: last residual width + last dense width."""
-        return self.stage_widths()[-1][1] + (self.k_sec[-1] + 2) * self.inc_sec[-1]
-
-
-DPN_CONFIGS = {
-    "dpn68": DPNConfig(k_r=128, groups=32, k_sec=(3, 4, 12, 3), inc_sec=(16, 32, 32, 64),
-                       init_channels=10, init_kernel=3, first_width=64),
-    "dpn92": DPNConfig(k_r=96, groups=32, k_sec=(3, 4, 20, 3), inc_sec=(16, 32, 24, 128), init_channels=64),
-    "dpn98": DPNConfig(k_r=160, groups=40, k_sec=(3, 6, 20, 3), inc_sec=(16, 32, 32, 128), init_channels=96),
-    "dpn107": DPNConfig(k_r=200, groups=50, k_sec=(4, 8, 20, 3), inc_sec=(20, 64, 64, 128), init_channels=128),
-    "dpn131": DPNConfig(k_r=160, groups=40, k_sec=(4, 8, 28, 3), inc_sec=(16, 32, 32, 128), init_channels=128),
-    # CPU-sized variant for demos and tests: one block per stage, narrow streams.
-    # Groups of 8 channels: MKL-DNN's grouped convolutions are pathologically slow at 4.
-    "dpn_tiny": DPNConfig(k_r=16, groups=2, k_sec=(1, 1, 1, 1), inc_sec=(16, 16, 16, 16),
-                          init_channels=16, init_kernel=5, first_width=32, stem_stride=4),
-}
 
 
 class BNReLUConv(nn.HybridBlock):
@@ -168,6 +122,6 @@ class DPNFeatures(nn.HybridBlock):
         return self.flatten(self.pool(x))
 
 
-def dpn_features(variant):
-    """The feature extractor of a registered DPN variant (``dpn92``, ``dpn_tiny``, ...)."""
-    return DPNFeatures(DPN_CONFIGS[variant], prefix="")
+def dpn_features(config):
+    """The feature extractor of a DPN (``models.configs.DPNConfig``)."""
+    return DPNFeatures(config, prefix="")

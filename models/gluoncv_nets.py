@@ -24,9 +24,6 @@ and every batch norm with epsilon 2e-5 instead of Gluon's 1e-5. Their unit is Gl
 ReLU after the sum, stride on the grouped 3x3), which is also the structure of those
 symbols; ``mxnet_symbol_layers`` names their layers as the symbols do.
 """
-import dataclasses
-from dataclasses import dataclass
-
 from mxnet.gluon import nn
 
 from models.gluoncv_import import import_gluoncv
@@ -34,73 +31,6 @@ from models.gluoncv_import import import_gluoncv
 import_gluoncv()  # with PyTorch installed beside MXNet a plain `import gluoncv` fails
 from gluoncv.model_zoo.densenet import DenseNet  # noqa: E402
 from gluoncv.model_zoo.resnext import Block  # noqa: E402
-
-
-@dataclass(frozen=True)
-class ResNeXtConfig:
-    """``layers``: blocks per stage; ``cardinality`` x ``bottleneck_width`` is the
-    '32x4d' of the name; ``use_se`` adds squeeze-excitation (ratio 1/16) to every block;
-    ``stem_stride`` is 2 in the published networks, 4 in the tiny CPU variants;
-    ``input_bn`` puts MXNet's input batch norm ``bn_data`` (fixed gamma) before the stem and
-    ``bn_epsilon`` is every batch norm's epsilon (see the module docstring)."""
-
-    layers: tuple
-    cardinality: int
-    bottleneck_width: int
-    use_se: bool = False
-    stem_channels: int = 64
-    base_channels: int = 64
-    stem_stride: int = 2
-    input_bn: bool = False
-    bn_epsilon: float = 1e-5
-
-    def feature_channels(self):
-        return self.base_channels * 2 ** (len(self.layers) - 1) * 4
-
-
-@dataclass(frozen=True)
-class DenseNetConfig:
-    """DenseNet-BC: stem width, growth rate k, layers per dense block, bottleneck factor."""
-
-    num_init_features: int
-    growth_rate: int
-    block_config: tuple
-    bn_size: int = 4
-
-    def feature_channels(self):
-        channels = self.num_init_features
-        for i, n_layers in enumerate(self.block_config):
-            channels += n_layers * self.growth_rate
-            if i != len(self.block_config) - 1:
-                channels //= 2
-        return channels
-
-
-_TINY_RESNEXT = dict(layers=(1, 1, 1, 1), cardinality=4, bottleneck_width=4, stem_channels=16, base_channels=16,
-                     stem_stride=4)
-
-RESNEXT_CONFIGS = {
-    "resnext101_32x4d": ResNeXtConfig((3, 4, 23, 3), 32, 4),
-    "resnext101_64x4d": ResNeXtConfig((3, 4, 23, 3), 64, 4),
-    "se_resnext101_32x4d": ResNeXtConfig((3, 4, 23, 3), 32, 4, use_se=True),
-    "se_resnext101_64x4d": ResNeXtConfig((3, 4, 23, 3), 64, 4, use_se=True),
-    "resnext_tiny": ResNeXtConfig(**_TINY_RESNEXT),
-    "se_resnext_tiny": ResNeXtConfig(use_se=True, **_TINY_RESNEXT),
-}
-# MXNet's symbolic ResNeXt (example/image-classification/symbols/resnext.py): eps 2e-5.
-MXNET_SYMBOL_SUFFIX = "_mxnet"
-MXNET_BN_EPSILON = 2e-5
-RESNEXT_CONFIGS.update({name + MXNET_SYMBOL_SUFFIX: dataclasses.replace(config, input_bn=True,
-                                                                         bn_epsilon=MXNET_BN_EPSILON)
-                        for name, config in list(RESNEXT_CONFIGS.items())})
-
-DENSENET_CONFIGS = {
-    "densenet161": DenseNetConfig(96, 48, (6, 12, 36, 24)),
-    "densenet169": DenseNetConfig(64, 32, (6, 12, 32, 32)),
-    # Growth rate 16, not 8: MKL-DNN 1.9.1 fails ("could not construct a sub-memory") on
-    # concatenations at offsets that are not multiples of 16.
-    "densenet_tiny": DenseNetConfig(32, 16, (2, 2, 2, 2)),
-}
 
 
 def _resnext_stage(config, channels, n_blocks, stride, index):
@@ -114,9 +44,8 @@ def _resnext_stage(config, channels, n_blocks, stride, index):
     return stage
 
 
-def resnext_features(variant):
-    """The feature extractor of a registered (SE-)ResNeXt variant."""
-    config = RESNEXT_CONFIGS[variant]
+def resnext_features(config):
+    """The feature extractor of a (SE-)ResNeXt (``models.configs.ResNeXtConfig``)."""
     features = nn.HybridSequential(prefix="")
     with features.name_scope():
         if config.input_bn:
@@ -134,9 +63,9 @@ def resnext_features(variant):
     return features
 
 
-def mxnet_symbol_layers(variant):
+def mxnet_symbol_layers(config):
     """``{layer name in MXNet's symbolic ResNeXt: structural path in this network}`` of a
-    ResNeXt variant with ``input_bn`` (None for the others).
+    ResNeXt configuration with ``input_bn`` (None for the others).
 
     The symbol names (``example/image-classification/symbols/resnext.py``): ``bn_data``,
     ``conv0``, ``bn0``, then per unit ``stage{S}_unit{U}_conv{1,2,3}`` / ``_bn{1,2,3}`` and,
@@ -144,7 +73,6 @@ def mxnet_symbol_layers(variant):
     name is its layer name, ``_``, and the parameter (``stage1_unit1_bn1_moving_mean``). The
     classifier ``fc1`` is named by the classifier's own prefix (see ``models.registry``).
     """
-    config = RESNEXT_CONFIGS[variant]
     if not config.input_bn:
         return None
     layers = {"bn_data": "features.0", "conv0": "features.1", "bn0": "features.2"}
@@ -160,9 +88,9 @@ def mxnet_symbol_layers(variant):
     return layers
 
 
-def densenet_features(variant):
-    """GluonCV's DenseNet features with global instead of fixed 7x7 final pooling."""
-    config = DENSENET_CONFIGS[variant]
+def densenet_features(config):
+    """GluonCV's DenseNet features (``models.configs.DenseNetConfig``) with global instead
+    of fixed 7x7 final pooling."""
     gluoncv_net = DenseNet(config.num_init_features, config.growth_rate, list(config.block_config),
                            bn_size=config.bn_size, prefix="")
     layers = list(gluoncv_net.features)

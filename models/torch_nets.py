@@ -45,13 +45,15 @@ class UnsupportedArchitectureError(ValueError):
     """A configuration that timm's classes cannot build."""
 
 
-def create_torch_model(name, classes, dropout=0.0, device=None):
+def create_torch_model(name, classes, dropout=0.0, device=None, config_overrides=None):
     """The PyTorch twin of registered network ``name`` with a fresh ``classes``-way
     classifier (``dropout`` > 0: dropout between pooled features and classifier), with
-    timm's default initialisation, in training mode, on ``device`` (default CPU)."""
+    timm's default initialisation, in training mode, on ``device`` (default CPU).
+    ``config_overrides``: fields replacing those of the registered architecture, as a run
+    records them (``models.get_model``'s ``net.config_overrides``)."""
     if not 0.0 <= dropout < 1.0:
         raise ValueError("dropout must be in [0, 1), got %r" % dropout)
-    family, config = architecture(name)
+    family, config = architecture(name, config_overrides)
     return _BUILDERS[family](config, classes, dropout, device)
 
 

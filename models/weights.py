@@ -40,7 +40,9 @@ from dataclasses import dataclass, field
 import mxnet as mx
 from mxnet.gluon import nn
 
-from models.registry import build_network, list_models, published_layers
+from models.configs import architecture, resnext_widths
+from models.registry import build_network, published_layers
+from models.specs import list_models
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +160,28 @@ def fixed_gammas(net):
 
     net.apply(collect)
     return {path for path, param in structural_names(net).items() if id(param) in fixed}
+
+
+def file_resnext_widths(model, weights):
+    """The widths (``models.configs.resnext_widths``) of the weight file ``weights`` when
+    ``model`` is a ``*_mxnet`` ResNeXt and the file holds MXNet's symbolic ResNeXt layers,
+    under their published names (``stage1_unit1_conv2_weight``) or the structural paths
+    of such a network (a run's ``epoch-NNNN.params``); None otherwise (other networks, or
+    a file missing one of the layers read, which loading then reports)."""
+    layers = published_layers(model)
+    if layers is None:
+        return None
+    layer_at = {path: layer for layer, path in layers.items()}
+    shapes = {}
+    for name, array in read_weights(resolve_weights_path(weights))[0].items():
+        head, _, param = name.rpartition(".") if "." in name else name.rpartition("_")
+        layer = layer_at.get(head, head if head in layers else None)
+        if param == "weight" and layer is not None:
+            shapes[layer] = array.shape
+    try:
+        return resnext_widths(shapes, len(architecture(model)[1].layers))
+    except KeyError:
+        return None
 
 
 def _detect_source_model(names):

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from predict.combine import combine_images
+from predict.combine import combine_images, product_hits
 from predict.md5_modes import apply_md5_mode
 from predict.outputs import PredictionWriter, variant_name
 
@@ -79,7 +79,7 @@ class Aggregator:
                 self.image_correct[m] += int((image_probs.argmax(axis=1) == decoded.label).sum())
             vectors = self._variants(image_probs, good_counts, self.fallbacks[m])
             if labelled:
-                self.product_correct[m] += [int(np.argmax(vectors[v]) == decoded.label) for v in self.variants]
+                self.product_correct[m] += product_hits(np.stack([vectors[v] for v in self.variants]), decoded.label)
             writer.write(decoded.seq, decoded.product_id, decoded.label, decoded.n_images, decoded.product_hash,
                          vectors)
 

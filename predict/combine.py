@@ -19,6 +19,11 @@ max 0.706, first image only 0.691):
 Every combiner returns a distribution (normalised to sum 1), so that the vectors of
 different combiners and models stay on one scale and can be averaged later.
 
+Product accuracy is defined here once, for training's validation (train.metrics, streamed
+over records) and for predict (predict.aggregate, per variant): a product is right when
+the arg-max of its vector is its label (`product_hits`), its vector being, for the
+``mean`` combiner, `mean_vectors` of its images' probability sums.
+
 Ensembles (`combine_models`) average per-product vectors of several models, arithmetic or
 geometric, with optional weights; the reference found the geometric mean better for fewer
 than six models.
@@ -37,6 +42,20 @@ def _normalise(vector):
     return vector / np.where(total > 0, total, 1)
 
 
+def mean_vectors(sums, counts):
+    """The ``mean`` combiner's vectors of several products at once, from each product's
+    float64 sum of image probabilities and its number of images: what `combine_images`
+    gives for each product, also when the sums were accumulated piecewise (training
+    streams products split across batches)."""
+    counts = np.asarray(counts, np.float64).reshape(-1, 1)
+    return _normalise(np.asarray(sums, np.float64) / counts).astype(np.float32)
+
+
+def product_hits(vectors, labels):
+    """Per vector: is its arg-max the label? (``(n, classes)`` vectors, n labels or one)."""
+    return np.argmax(vectors, axis=-1) == labels
+
+
 def power_mean(probs, exponent, axis=0):
     """Power mean of `probs` along `axis` with the given exponent (0 = geometric mean)."""
     probs = np.asarray(probs, np.float64)
@@ -51,8 +70,8 @@ def combine_images(probs, combiner="mean"):
     if probs.ndim != 2 or len(probs) == 0:
         raise ValueError(f"expected a non-empty (n_images, classes) array, got shape {probs.shape}")
     if combiner == "mean":
-        out = probs.mean(axis=0, dtype=np.float64)
-    elif combiner == "geometric":
+        return mean_vectors(probs.sum(axis=0, dtype=np.float64)[None], [len(probs)])[0]
+    if combiner == "geometric":
         out = power_mean(probs, 0)
     elif combiner == "rms":
         out = power_mean(probs, 2)

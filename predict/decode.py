@@ -1,5 +1,8 @@
 """Decoder stage: JPEG bytes of a product -> RGB pixels of its test-time views, MD5s, counts.
 
+Pictures are decoded to the run's decoded size (`Views.size`, see predict.preprocess);
+the model worker brings them to each model's own input.
+
 Test-time augmentation (`Views`): the image itself, plus optionally its horizontal mirror
 (``flip``, what the reference used) and five crops (``crops``: the four corners and the
 centre, `crop_size` pixels wide, scaled back to the image size), and with both, the
@@ -16,32 +19,38 @@ MD5s are taken from the untouched JPEG bytes (`data.md5_dict.image_md5`), bad im
 included, and give the product hash (`data.md5_dict.product_hash`) and, with an MD5
 dictionary, each image's training category counts for the MD5 modes.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-import cv2
 import numpy as np
 
 from data.md5_dict import image_md5, product_hash
+from predict.preprocess import KAGGLE_IMAGE_SHAPE, decode_rgb, resize
 
 TTA_CHOICES = ("none", "flip", "crops", "flip,crops")
 
 
 @dataclass(frozen=True)
 class Views:
+    """Which test-time views to predict, and the ``size`` (height, width) pictures are
+    decoded to (predict.preprocess.decoded_size: the run's largest model input)."""
     flip: bool = False
     crops: bool = False
     crop_size: int = 160
-    image_size: int = 180
+    size: tuple = KAGGLE_IMAGE_SHAPE[1:]
 
     @classmethod
-    def parse(cls, text, crop_size=160, image_size=180):
+    def parse(cls, text, crop_size=160):
         parts = {p.strip() for p in text.split(",") if p.strip()} - {"none"}
         unknown = parts - {"flip", "crops"}
         if unknown:
             raise ValueError(f"unknown test-time view(s) {sorted(unknown)}; choose from {', '.join(TTA_CHOICES)}")
-        if "crops" in parts and not 0 < crop_size < image_size:
-            raise ValueError(f"crop size must be between 0 and the image size {image_size}, not {crop_size}")
-        return cls("flip" in parts, "crops" in parts, crop_size, image_size)
+        return cls("flip" in parts, "crops" in parts, crop_size).at_size(KAGGLE_IMAGE_SHAPE[1:])
+
+    def at_size(self, size):
+        """These views of pictures decoded to ``size``; the crops must fit in it."""
+        if self.crops and not 0 < self.crop_size < min(size):
+            raise ValueError(f"crop size must be between 0 and the image size {min(size)}, not {self.crop_size}")
+        return replace(self, size=tuple(size))
 
     @property
     def count(self):
@@ -51,12 +60,12 @@ class Views:
         return ",".join(["flip"] * self.flip + [f"crops{self.crop_size}"] * self.crops) or "none"
 
     def of(self, rgb):
-        """The ``(count, size, size, 3)`` uint8 views of one RGB image (already at `image_size`)."""
+        """The ``(count, height, width, 3)`` uint8 views of one RGB image (already at `size`)."""
         views = [rgb]
         if self.crops:
-            s, c = self.image_size, self.crop_size
-            corners = [(0, 0), (0, s - c), (s - c, 0), (s - c, s - c), ((s - c) // 2, (s - c) // 2)]
-            views += [cv2.resize(rgb[y:y + c, x:x + c], (s, s), interpolation=cv2.INTER_LINEAR) for y, x in corners]
+            (h, w), c = rgb.shape[:2], self.crop_size
+            corners = [(0, 0), (0, w - c), (h - c, 0), (h - c, w - c), ((h - c) // 2, (w - c) // 2)]
+            views += [resize(rgb[y:y + c, x:x + c], (h, w)) for y, x in corners]
         if self.flip:
             views += [v[:, ::-1] for v in views]
         return np.stack(views)
@@ -77,27 +86,12 @@ class DecodedProduct:
     problems: list = field(default_factory=list)   # messages about skipped images
 
 
-def decode_rgb(jpeg, size):
-    """RGB uint8 image at `size` x `size`, or None when the bytes are not a decodable image.
-
-    OpenCV returns None for undecodable bytes but raises on an empty buffer (``b''``:
-    ``!buf.empty() in function 'imdecode_'``), which therefore never reaches it."""
-    if not len(jpeg):
-        return None
-    bgr = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None:
-        return None
-    if bgr.shape[:2] != (size, size):
-        bgr = cv2.resize(bgr, (size, size), interpolation=cv2.INTER_LINEAR)
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
 def decode_product(product, views, skip_bad=False, md5_counts=None):
     """Decode a `sources.Product`; `md5_counts(md5s)` gives per-image dictionary counts."""
     md5s = [image_md5(j) for j in product.jpegs]
     stacks, good, problems = [], [], []
     for k, jpeg in enumerate(product.jpegs):
-        rgb = decode_rgb(jpeg, views.image_size)
+        rgb = decode_rgb(jpeg)
         good.append(rgb is not None)
         if rgb is None:
             error = product.error(f"image {k} ({len(jpeg)} bytes) is not a decodable JPEG")
@@ -105,9 +99,8 @@ def decode_product(product, views, skip_bad=False, md5_counts=None):
                 raise error
             problems.append(str(error))
             continue
-        stacks.append(views.of(rgb))
-    pixels = np.concatenate(stacks) if stacks else \
-        np.zeros((0, views.image_size, views.image_size, 3), np.uint8)
+        stacks.append(views.of(resize(rgb, views.size)))
+    pixels = np.concatenate(stacks) if stacks else np.zeros((0, *views.size, 3), np.uint8)
     return DecodedProduct(product.seq, product.product_id, product.label, len(product.jpegs), good,
                           np.ascontiguousarray(pixels), md5s, product_hash(md5s),
                           md5_counts(md5s) if md5_counts else None, problems)

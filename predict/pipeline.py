@@ -1,7 +1,8 @@
 """The prediction pipeline: reader -> N decoders -> one model worker per device -> collector.
 
-Processes (forked; each creates its own ZeroMQ context, the model workers their MXNet
-networks, after the fork) joined by PUSH/PULL sockets::
+Processes (forked; each creates its own ZeroMQ context, the model workers their MXNet or
+PyTorch networks, one framework per worker (predict.inference.open_runner), after the
+fork) joined by PUSH/PULL sockets::
 
     reader ──► decoder 0..N-1 ──► model worker per device ──► collector (this process)
        (JPEG bytes)      (RGB views, MD5s)        (per-image probabilities)
@@ -38,16 +39,18 @@ import signal
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import psutil
 import zmq
 from tqdm import tqdm
 
 from data.cli import UserError
+from data.devices import parse_device
 from predict import messages
 from predict.decode import Views, decode_product
-from predict.inference import Batcher, ModelRunner, parse_device
+from predict.inference import Batcher, open_runner
+from predict.preprocess import decoded_size
 
 TRANSPORTS = ("ipc", "tcp")
 POLL_MS = 100                 # collector loop period: liveness and stall checks
@@ -88,6 +91,11 @@ class PipelineConfig:
             raise ValueError("the number of decoders cannot be negative")
         for device in self.devices:
             parse_device(device)
+
+    def for_models(self, models):
+        """This configuration with its views at the decoded size of `models` (as the model
+        workers describe them; predict.preprocess)."""
+        return replace(self, views=self.views.at_size(decoded_size(models)))
 
 
 # ----------------------------------------------------------------------------------------
@@ -205,7 +213,7 @@ def _decoder(zctx, report, reader_address, worker_addresses, config, md5_counts)
 
 
 def _model_worker(zctx, report, handles, device, config, ipc_dir, collector_address, commands_address):
-    runner = ModelRunner(handles, parse_device(device))
+    runner = open_runner(handles, device)
     inp = _socket(zctx, zmq.PULL, config.queue_size)
     address = bind(inp, config.transport, ipc_dir, f"decoded-{report.index}")
     out = _socket(zctx, zmq.PUSH, config.queue_size)
@@ -378,6 +386,7 @@ def run_pipeline(source, handles, make_aggregator, config, md5_counts=None):
             sup.start("reader", 0, _reader, source, config, ipc_dir)
             *worker_ready, reader_ready = sup.wait_ready(workers + [("reader", 0)])
             models = worker_ready[0]["models"]
+            config = config.for_models(models)
             aggregator = make_aggregator(models)
             worker_addresses = [r["address"] for r in worker_ready]
             for i in range(config.decoders):
@@ -428,7 +437,8 @@ def _collect(sup, results, commands, aggregator, config, total_hint):
 
 def run_in_process(source, handles, make_aggregator, config, md5_counts=None):
     """The same work as `run_pipeline` in one process, without ZeroMQ."""
-    runner = ModelRunner(handles, parse_device(config.devices[0]))
+    runner = open_runner(handles, config.devices[0])
+    config = config.for_models(runner.describe())
     aggregator = make_aggregator(runner.describe())
     try:
         batcher, n = Batcher(config.batch_size), 0

@@ -9,6 +9,10 @@ every variant (combiner x MD5 mode), top classes, product ids, labels, product h
 a manifest with the accuracies when the input is labelled. ``--decoders 0`` runs
 everything in this process, without ZeroMQ.
 
+Each model gets its input as its checkpoint says (``image_shape``, ``mean``, ``scale`` of
+its epoch-NNNN.json; predict.preprocess), so models of different input sizes predict in
+one run; there is no ``--image-size`` any more.
+
 Every product whose ``_id`` can be read gets a row. One without any decodable picture
 (``--skip-bad-images``), or a test document that could not be read but whose ``_id`` could
 (``--skip-bad``), gets the training class prior, whose top class is the most frequent
@@ -31,7 +35,8 @@ import json  # noqa: E402
 import logging  # noqa: E402
 
 from data.categories import CategoryMap  # noqa: E402
-from data.cli import add_common_options, command, positive_int  # noqa: E402
+from data.cli import (OldSpelling, add_common_options, add_device_options, add_skip_bad_option, command,  # noqa: E402
+                      positive_int, setup_logging)
 from predict.combine import COMBINERS, parse_combiners  # noqa: E402
 from predict.decode import TTA_CHOICES, Views  # noqa: E402
 from predict.inference import CheckpointModel  # noqa: E402
@@ -46,25 +51,25 @@ def build_parser():
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input", required=True, help="a .bson (test.bson, or a train BSON) or a .rec of data.bson2rec")
     p.add_argument("--models", nargs="+", required=True, help="training runs (runs/<run>) or epoch-NNNN.params files")
-    p.add_argument("--epoch", type=int, help="checkpoint epoch of every run (default: the run's latest)")
+    p.add_argument("--load-epoch", dest="epoch", type=int,
+                   help="checkpoint epoch of every run (default: the run's latest)")
+    p.add_argument("--epoch", dest="epoch", action=OldSpelling, new_option="--load-epoch", new_type=int,
+                   default=argparse.SUPPRESS, help="the older spelling of --load-epoch")
     p.add_argument("--names", nargs="+", help="output folder name per model (default: the run folder's name)")
     p.add_argument("--categories", help="category_names.csv (labels of a train BSON, MD5 modes)")
     p.add_argument("--out", required=True, help="output folder; each model writes <out>/<name>/")
     p.add_argument("--decoders", type=int, default=2, help="decoder processes (0: everything in-process)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="network inputs (images x views) per batch")
-    p.add_argument("--devices", default="cpu", help="one model worker per device: cpu, gpu:0,gpu:1, ...")
     p.add_argument("--tta", default="flip", choices=TTA_CHOICES, help="test-time views (default flip)")
     p.add_argument("--crop-size", type=int, default=160, help="size of the 5 crops of --tta crops")
-    p.add_argument("--image-size", type=int, default=180, help="images are resized to this (Kaggle: 180)")
     p.add_argument("--md5-dict", help="MD5 dictionary of the training images (data.md5_dict)")
     p.add_argument("--md5-mode", default="none",
                    help=f"image MD5 mode(s), comma-separated, each stored: {', '.join(MD5_MODES)}")
     p.add_argument("--combiners", default="mean",
                    help=f"per-product combiner(s), comma-separated, or 'all': {', '.join(COMBINERS)}")
     p.add_argument("--top-k", type=positive_int, default=5, help="top classes stored per product and variant")
-    p.add_argument("--skip-bad", action="store_true",
-                   help="skip corrupt BSON documents (listed in manifest.json; a test product whose _id is readable "
-                        "keeps its row, with the fallback)")
+    add_skip_bad_option(p, "skip corrupt BSON documents (listed in manifest.json; a test product whose _id is "
+                           "readable keeps its row, with the fallback)")
     p.add_argument("--skip-bad-images", action="store_true",
                    help="leave undecodable images out of their product (reported) instead of stopping; a "
                         "product left without any gets the fallback")
@@ -75,6 +80,7 @@ def build_parser():
     p.add_argument("--queue-size", type=positive_int, default=32, help="ZeroMQ high-water mark (messages) per socket")
     p.add_argument("--stall-timeout", type=float, default=300,
                    help="fail when no product completes for this many seconds")
+    add_device_options(p, help_text="one model worker per device: cpu, gpu:0,gpu:1, ...")
     add_common_options(p)
     return p
 
@@ -83,14 +89,14 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging()
     if args.names and len(args.names) != len(args.models):
         parser.error(f"--names gives {len(args.names)} names for {len(args.models)} models")
     names = args.names or [None] * len(args.models)
     handles = [CheckpointModel(path, args.epoch, name, args.class_prior) for path, name in zip(args.models, names)]
     config = PipelineConfig(decoders=args.decoders, batch_size=args.batch_size,
-                            views=Views.parse(args.tta, args.crop_size, args.image_size),
-                            devices=tuple(d for d in args.devices.split(",") if d), transport=args.transport,
+                            views=Views.parse(args.tta, args.crop_size),
+                            devices=args.devices, transport=args.transport,
                             queue_size=args.queue_size, stall_timeout=args.stall_timeout,
                             skip_bad_images=args.skip_bad_images, progress=args.progress)
     categories = CategoryMap.from_csv(args.categories) if args.categories else None

@@ -17,6 +17,7 @@ from data.locks import output_lock
 from predict.aggregate import Aggregator
 from predict.decode import Md5Counts
 from predict.pipeline import run_in_process, run_pipeline
+from predict.preprocess import decoded_size
 from predict.sources import open_source
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ def predict_input(input_path, handles, out_dir, config, categories=None, combine
         manifest = {
             "input": os.path.abspath(input_path), "input_kind": source.kind,
             "categories": getattr(categories, "path", None),
-            "tta": config.views.describe(), "views": config.views.count, "image_size": config.views.image_size,
+            "tta": config.views.describe(), "views": config.views.count,
             "combiners": list(combiners), "md5_modes": list(md5_modes),
             "md5_dict": os.path.abspath(md5_dict_path) if md5_dict_path else None,
             "batch_size": config.batch_size, "decoders": config.decoders, "devices": list(config.devices),
@@ -87,7 +88,7 @@ def predict_input(input_path, handles, out_dir, config, categories=None, combine
         def make_aggregator(models):
             check_models(models, categories)
             return Aggregator(lambda name: os.path.join(out_dir, name), models, combiners, md5_modes, top_k,
-                              manifest)
+                              dict(manifest, image_size=list(decoded_size(models))))
 
         run = run_pipeline if config.decoders > 0 else run_in_process
         return run(source, handles, make_aggregator, config, md5_counts)

@@ -6,7 +6,9 @@
 #   REC_DIR      folder of the RecordIO datasets from shell/bson2rec_trainval.sh [work/rec]
 #   DATASET      A, B or C: trains on $REC_DIR/${DATASET}_train.rec, validates on ${DATASET}_val.rec
 #                [the recipe's]
-#   GPUS         e.g. 0,1,2,3 [every GPU MXNet sees; none: CPU]
+#   DEVICES      cpu, or gpu:0,gpu:1,... as every tool spells them [every GPU MXNet sees]
+#   GPUS         the same as GPU numbers: 0,1,2,3 means gpu:0,gpu:1,gpu:2,gpu:3, empty the CPU
+#                (DEVICES wins when both are set)
 #   BATCH_SIZE   images per batch over all GPUs [the recipe's: 512, 384 for DPN-107/131]
 #   GRAD_ACCUM   batches per optimizer step, for the recipe's batch on fewer GPUs, e.g.
 #                BATCH_SIZE=64 GRAD_ACCUM=8 on one GPU [1]
@@ -35,11 +37,17 @@ fi
 # run_recipes ARGUMENTS...: train/train.py with the settings above as options, then ARGUMENTS (the
 # recipe's name and the script's arguments, which win). An empty GPUS or PRETRAINED means something
 # (the CPU, no weights); any other empty setting is left to the recipe.
+# devices_of_gpus NUMBERS: GPUS as --devices spells it (0,1 -> gpu:0,gpu:1; empty -> cpu).
+devices_of_gpus() {
+    if [ -z "$1" ]; then echo cpu; else echo "gpu:$1" | sed 's/,/,gpu:/g'; fi
+}
+
 run_recipes() {
     [ "${RESUME:-1}" = 1 ] || set -- --no-resume "$@"
     [ "${REFERENCE_WD:-1}" = 1 ] || set -- --no-wd-sgd-only "$@"
     exec "$PYTHON" "$ROOT/train/train.py" \
-        ${REC_DIR:+--rec-dir "$REC_DIR"} ${DATASET:+--dataset "$DATASET"} ${GPUS+--gpus "$GPUS"} \
+        ${REC_DIR:+--rec-dir "$REC_DIR"} ${DATASET:+--dataset "$DATASET"} ${GPUS+--devices "$(devices_of_gpus "$GPUS")"} \
+        ${DEVICES:+--devices "$DEVICES"} \
         ${BATCH_SIZE:+--batch-size "$BATCH_SIZE"} ${GRAD_ACCUM:+--grad-accum "$GRAD_ACCUM"} \
         ${NUM_EPOCHS:+--num-epochs "$NUM_EPOCHS"} ${DTYPE:+--dtype "$DTYPE"} ${KV_STORE:+--kv-store "$KV_STORE"} \
         ${RUNS_DIR:+--runs-dir "$RUNS_DIR"} ${MODEL_DIR:+--model-dir "$MODEL_DIR"} ${PARENT:+--parent "$PARENT"} \

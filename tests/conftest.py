@@ -46,6 +46,23 @@ def jpeg_bytes(seed, size=180):
     return buf.tobytes()
 
 
+def file_bytes(*paths):
+    return [open(p, "rb").read() for p in paths]
+
+
+def read_sequentially(rec_path):
+    """[(label, id, id2, image)] of every record of `rec_path`, read by MXNet's sequential
+    reader (without the `.idx`): what the project's RecordIO files are checked against."""
+    import mxnet as mx     # only the tests that compare with MXNet need it
+    reader = mx.recordio.MXRecordIO(str(rec_path), "r")
+    out = []
+    while (item := reader.read()) is not None:
+        header, image = mx.recordio.unpack(item)
+        out.append((header.label, header.id, header.id2, image))
+    reader.close()
+    return out
+
+
 def write_bson(path, docs):
     """Write documents (dicts) as a Kaggle-style BSON file: a plain concatenation."""
     with open(path, "wb") as f:

@@ -4,7 +4,8 @@
 split into a training and a validation BSON, an MD5 dictionary of the training side, and
 two tiny networks (dpn_tiny, resnext_tiny) trained a few steps on the training side and
 saved as training runs (train.checkpoint layout). Built once per folder and cached, so
-every test module of a session shares it. `write_val_rec` writes a validation `.rec` of
+every test module of a session shares it (fixtures `world` and `categories`, which the
+test modules import). `write_val_rec` writes a validation `.rec` of
 data.bson2rec's contract from a BSON file.
 """
 import collections
@@ -16,6 +17,7 @@ import bson
 import cv2
 import mxnet as mx
 import numpy as np
+import pytest
 from mxnet import gluon
 
 import models
@@ -23,6 +25,7 @@ from data.categories import CategoryMap
 from data.md5_dict import build_dictionary
 from data.synth import generate
 from predict.inference import CheckpointModel
+from recfixtures import write_pictures_rec
 from train.checkpoint import save_checkpoint
 
 MODEL_NAMES = ("dpn_tiny", "resnext_tiny")
@@ -54,16 +57,11 @@ def training_arrays(docs, categories):
 
 
 def write_val_rec(bson_path, categories, rec_path):
-    """The validation .rec of data.bson2rec's contract: one record per image, file order."""
-    writer = mx.recordio.MXIndexedRecordIO(rec_path[:-4] + ".idx", rec_path, "w")
-    key = 0
-    for doc in read_docs(bson_path):
-        for number, img in enumerate(doc["imgs"]):
-            header = mx.recordio.IRHeader(0, float(categories.class_of(doc["category_id"])), doc["_id"], number)
-            writer.write_idx(key, mx.recordio.pack(header, img["picture"]))
-            key += 1
-    writer.close()
-    return rec_path
+    """The validation .rec of data.bson2rec's contract: one record per image, file order,
+    written with data.recordio's writer (recfixtures.write_pictures_rec)."""
+    records = [(categories.class_of(doc["category_id"]), doc["_id"], number, img["picture"])
+               for doc in read_docs(bson_path) for number, img in enumerate(doc["imgs"])]
+    return write_pictures_rec(rec_path[:-4], *zip(*records))
 
 
 def train_tiny_run(run_dir, model_name, images, labels, classes, steps=6, batch_size=32, seed=0):
@@ -98,6 +96,16 @@ def synthetic_world(folder):
     runs = tuple(train_tiny_run(os.path.join(folder, "runs", name), name, images, labels, len(categories), seed=k)
                  for k, name in enumerate(MODEL_NAMES))
     return World(folder, train_bson, val_bson, os.path.join(folder, "test.bson"), categories_csv, md5_dict, runs)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return synthetic_world(str(tmp_path_factory.getbasetemp() / "predict-world"))
+
+
+@pytest.fixture(scope="module")
+def categories(world):
+    return CategoryMap.from_csv(world.categories)
 
 
 class SlowNet:

@@ -135,8 +135,9 @@ def write_synthetic_dataset(folder, num_classes=6, train_products=300, val_produ
 
 def write_checkpoints(run_dir, epochs, model, classes, args):
     """Checkpoints of epochs 1..`epochs` in `run_dir` as training saves them, whose JSON names
-    `model`, `classes` and the arguments `args` (a dict); the weights and the trainer state
-    are those of a one-layer network after one Adam step."""
+    `model`, `classes` and the arguments `args` (a dict) and nothing else: a run folder of
+    format 1 (``train.run_folder``), as runs written before the format had a number; the
+    weights and the trainer state are those of a one-layer network after one Adam step."""
     net = mx.gluon.nn.Dense(3)
     net.initialize()
     trainer = mx.gluon.Trainer(net.collect_params(), "adam", {"learning_rate": 0.1})

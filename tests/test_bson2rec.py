@@ -17,13 +17,14 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from conftest import jpeg_bytes, make_products, with_magic_words, write_bson
+from conftest import file_bytes, jpeg_bytes, make_products, read_sequentially, with_magic_words, write_bson
 from data.bson_index import BsonIndex
 from data.bson2rec import ConvertOptions, convert, output_paths, plan_parts, shuffled_order
 from data.categories import CategoryMap
 from data.errors import DataInputError, StaleIndexError
 from data.md5_dict import build_dictionary
-from data.recordio import MAGIC_BYTES, ImageRecordWriter, aligned_magic_words, encode_record, pack_header
+from data.picture_facts import RECORDIO_MAGIC_WORDS
+from data.recordio import MAGIC_BYTES, aligned_magic_words
 from data.split_train_bson import Split
 
 CATEGORIES = [1000000000 + 17 * c for c in range(5)]      # make_products' default categories
@@ -51,25 +52,11 @@ def read_records(rec_path):
         reader.close()
 
 
-def read_sequentially(rec_path):
-    reader = mx.recordio.MXRecordIO(str(rec_path), "r")
-    out = []
-    while (item := reader.read()) is not None:
-        header, image = mx.recordio.unpack(item)
-        out.append((header.label, header.id, header.id2, image))
-    reader.close()
-    return out
-
-
 def expected_images(docs, category_map=None):
     """{(product_id, image_number): (label, jpeg)} of every image of `docs`."""
     return {(d["_id"], k): (float(category_map.class_of(d["category_id"])) if category_map else -1.0,
                             img["picture"])
             for d in docs for k, img in enumerate(d["imgs"])}
-
-
-def file_bytes(*paths):
-    return [open(p, "rb").read() for p in paths]
 
 
 @pytest.fixture
@@ -299,6 +286,15 @@ def test_official_sample_converts_to_110_records_109_without_repeated_md5(offici
     assert len({hashlib.md5(r[3]).digest() for r in read_records(out["C"][1])}) == 109
 
 
+def test_official_sample_converts_to_the_same_bytes_as_ever(official):
+    """The `.rec` and `.idx` of the official sample (default options: shuffled) are the bytes
+    the converter wrote when its modules were reorganised (issue 12): a refactoring of the
+    data layer must not move one."""
+    digests = [hashlib.sha256(data).hexdigest() for data in file_bytes(*output_paths(official[1]["A"][1])[:2])]
+    assert digests == ["50ad5c599795ed90e7d3e5c8d8f2ea2afb8beab12ab1c9541386ad2f33177f23",
+                       "b4b66eed7f3df54c203abd46f94d04ef743aa2bab23df77aeaff90954b9f8a3b"]
+
+
 def test_image_record_iter_reads_the_output_with_a_global_shuffle(official):
     _, out = official
     report, rec = out["A"]
@@ -456,44 +452,6 @@ def test_cli_help_lists_the_options():
         assert option in result.stdout
 
 
-# ---- the RecordIO writer against MXNet's ----------------------------------------------------
-
-@pytest.mark.parametrize("case", ["plain", "aligned_magic", "two_magics", "unaligned_magic", "magic_at_end",
-                                  "magic_in_header", "only_magic"])
-@pytest.mark.parametrize("tail", [0, 1, 2, 3])
-def test_record_bytes_equal_mxnet_recordio_writer(case, tail, tmp_path):
-    image = bytearray(jpeg_bytes(5))[:400 + tail]
-    record_id = 77
-    if case == "aligned_magic":
-        image[40:44] = MAGIC_BYTES                       # payload offset 24 + 40: aligned
-    elif case == "two_magics":
-        image[16:20] = MAGIC_BYTES
-        image[100:104] = MAGIC_BYTES
-    elif case == "unaligned_magic":
-        image[41:45] = MAGIC_BYTES                       # not aligned: no split
-    elif case == "magic_at_end":
-        image[len(image) - tail - 4:len(image) - tail] = MAGIC_BYTES
-    elif case == "magic_in_header":
-        record_id = struct.unpack("<Q", MAGIC_BYTES * 2)[0]
-    elif case == "only_magic":
-        image = bytearray(MAGIC_BYTES * 3 + b"\x01" * tail)
-    image = bytes(image)
-
-    mx_path = str(tmp_path / "mx.rec")
-    writer = mx.recordio.MXRecordIO(mx_path, "w")
-    for label in (3.0, -1.0):
-        writer.write(mx.recordio.pack(mx.recordio.IRHeader(0, label, record_id, 2), image))
-    writer.close()
-
-    ours = str(tmp_path / "ours.rec")
-    with open(ours, "wb") as f:
-        records = ImageRecordWriter(f)
-        offsets = [records.write(label, record_id, 2, image) for label in (3.0, -1.0)]
-    assert file_bytes(ours) == file_bytes(mx_path)
-    assert offsets[1] == len(encode_record(pack_header(3.0, record_id, 2) + image)) and records.offset == os.path.getsize(ours)
-    assert [r[3] for r in read_sequentially(ours)] == [image, image]
-
-
 # ---- the shell script --------------------------------------------------------------------------
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "..", "shell", "bson2rec_trainval.sh")
@@ -534,52 +492,6 @@ def test_shell_script_builds_every_dataset_and_stops_on_the_first_error(tmp_path
 
 # ---- the fast path: pictures located without decoding, records written in batches -----------
 
-def test_write_many_writes_the_bytes_of_write_record_by_record(tmp_path):
-    """Batched records (headers by numpy, one magic-word scan) equal `write` and MXNet's writer,
-    into a file or a MemoryFile, with the magic word anywhere (even past the first scan chunk)."""
-    from data.recordio import MemoryFile
-    rng = np.random.RandomState(3)
-    images = [bytes(rng.randint(0, 256, n, dtype=np.uint8)) for n in rng.randint(0, 9000, 120)]
-    images[5] = b""
-    with_magic = list(images)
-    with_magic[90] = with_magic[90][:400] + MAGIC_BYTES + with_magic[90][404:]   # offset 400: aligned
-    unaligned = list(images)
-    unaligned[90] = unaligned[90][:401] + MAGIC_BYTES + unaligned[90][405:]
-    labels = rng.randint(-1, 5, len(images)).astype(np.float32)
-    ids = rng.randint(0, 2**40, len(images)).astype(np.int64)
-    ids[7] = struct.unpack("<I", MAGIC_BYTES)[0]                  # the magic in a header word
-    numbers = rng.randint(0, 4, len(images))
-    for case, pictures, record_ids in (("plain", images, np.arange(len(images)) * 1000),
-                                       ("aligned magic", with_magic, np.arange(len(images))),
-                                       ("unaligned magic", unaligned, np.arange(len(images))),
-                                       ("magic in a header", images, ids)):
-        source = b"xyz" + b"".join(pictures)                         # pictures at odd alignments
-        starts = 3 + np.concatenate([[0], np.cumsum([len(p) for p in pictures])[:-1]])
-        lengths = [len(p) for p in pictures]
-        expected = tmp_path / "one_by_one.rec"
-        with open(expected, "wb") as f:
-            one = ImageRecordWriter(f, offset=8)
-            expected_offsets = [one.write(float(label), int(i), int(k), p)
-                                for label, i, k, p in zip(labels, record_ids, numbers, pictures)]
-        mx_path = str(tmp_path / "mx.rec")
-        writer = mx.recordio.MXRecordIO(mx_path, "w")
-        for label, i, k, p in zip(labels, record_ids, numbers, pictures):
-            writer.write(mx.recordio.pack(mx.recordio.IRHeader(0, float(label), int(i), int(k)), p))
-        writer.close()
-        assert file_bytes(expected) == file_bytes(mx_path), case
-        memory = MemoryFile()
-        in_memory = ImageRecordWriter(memory, offset=8)
-        offsets = in_memory.write_many(source, starts[:50], lengths[:50], labels[:50], record_ids[:50], numbers[:50])
-        offsets = np.concatenate([offsets, in_memory.write_many(source, starts[50:], lengths[50:], labels[50:],
-                                                                record_ids[50:], numbers[50:])])
-        assert bytes(memory.view()) == file_bytes(expected)[0], case
-        assert offsets.tolist() == expected_offsets and in_memory.offset == one.offset, case
-        with open(tmp_path / "batched.rec", "wb") as f:
-            batched = ImageRecordWriter(f, offset=8)
-            assert batched.write_many(source, starts, lengths, labels, record_ids, numbers).tolist() == expected_offsets
-        assert file_bytes(tmp_path / "batched.rec") == file_bytes(expected), case
-
-
 def layout_variants():
     """Products of many BSON layouts: Kaggle's and others that must take the decoding path."""
     from bson.binary import Binary
@@ -612,7 +524,7 @@ def test_located_pictures_are_exactly_what_bson_decode_finds():
     """Over valid products of every layout and thousands of corrupted copies: wherever the
     vectorised locator (and its scalar twin) accepts a document, pymongo decodes it to the
     same _id, category and pictures; Kaggle layouts are accepted, others left to decoding."""
-    from data.bson_index import _kaggle_picture_spans, locate_pictures
+    from data.bson_layout import kaggle_picture_spans, locate_pictures
     raws = [bson.encode(d) for d in layout_variants()]
     kaggle = [True, True, True, True, False, False, False, False, False, False, True]
     rng = np.random.RandomState(0)
@@ -634,7 +546,7 @@ def test_located_pictures_are_exactly_what_bson_decode_finds():
     assert ok[:len(raws)].tolist() == kaggle
     assert ok.sum() > len(raws)          # corrupted JPEG bytes leave a valid document
     for k, v in enumerate(variants):
-        scalar = _kaggle_picture_spans(v, 0, len(v))
+        scalar = kaggle_picture_spans(v, 0, len(v))
         if not ok[k]:
             assert scalar is None or (scalar[0], len(scalar[2]), scalar[1]) != rows[k], k
             continue
@@ -747,7 +659,8 @@ def test_pictures_holding_the_magic_word_go_to_their_planned_places(tmp_path, cs
     index = BsonIndex.load_or_build(path)
     pictures = [img["picture"] for d in docs for img in d["imgs"]]
     assert index.picture_lengths.tolist() == [len(p) for p in pictures]
-    assert index.picture_magic(np.arange(len(pictures))).tolist() == [aligned_magic_words(p) for p in pictures]
+    assert index.picture_fact(RECORDIO_MAGIC_WORDS, np.arange(len(pictures))).tolist() == \
+        [aligned_magic_words(p) for p in pictures]
     assert sum(aligned_magic_words(p) > 0 for p in pictures) >= 20
     reference = None
     for workers in (1, 2):
@@ -800,16 +713,3 @@ def test_the_output_is_preallocated_where_the_file_system_can(tmp_path):
     assert after * 512 >= 10 << 20
 
 
-def test_magic_positions_finds_every_occurrence_at_any_alignment():
-    from data.recordio import magic_positions
-    rng = np.random.RandomState(1)
-    for _ in range(300):
-        n = rng.randint(1, 300)
-        buf = bytearray(rng.randint(0, 256, n, dtype=np.uint8).tobytes())
-        for _ in range(rng.randint(0, 5) if n >= 4 else 0):
-            at = rng.randint(0, n - 3)
-            buf[at:at + 4] = MAGIC_BYTES
-        start = rng.randint(0, n)
-        stop = rng.randint(start, n + 1)
-        expected = [p for p in range(start, stop - 3) if buf[p:p + 4] == MAGIC_BYTES]
-        assert magic_positions(buf, start, stop, chunk=int(rng.choice([2, 4, 16, 1 << 20]))).tolist() == expected

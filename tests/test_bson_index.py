@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from conftest import make_products, with_magic_words, write_bson
-from data.bson_index import BsonIndex, index_path_for, scan_bson
+from data.bson_index import BsonIndex, index_path_for
+from data.bson_scan import scan_bson
 from data.errors import BsonFormatError
+from data.picture_facts import JPEG_PROBLEMS, RECORDIO_MAGIC_WORDS
 from data.recordio import aligned_magic_words
 
 
@@ -213,13 +215,13 @@ def test_picture_lengths_and_magic_words_match_the_decoded_pictures(chunk_bytes,
     path = write_bson(str(tmp_path / "magic.bson"), docs)
     if chunk_bytes:
         assert max(len(bson.encode(d)) for d in docs) < chunk_bytes
-        monkeypatch.setattr("data.bson_index.CHUNK_BYTES", chunk_bytes)
+        monkeypatch.setattr("data.bson_scan.CHUNK_BYTES", chunk_bytes)
     index = BsonIndex.build(path)
     pictures = [img["picture"] for d in docs for img in d["imgs"]]
     assert index.picture_lengths.tolist() == [len(p) for p in pictures]
-    magic = index.picture_magic(np.arange(len(pictures)))
+    magic = index.picture_fact(RECORDIO_MAGIC_WORDS, np.arange(len(pictures)))
     assert magic.tolist() == [aligned_magic_words(p) for p in pictures] and magic.sum() >= 40
-    assert list(index.magic_rows) == sorted(index.magic_rows)
+    assert list(index.facts[RECORDIO_MAGIC_WORDS.name][0]) == sorted(index.facts[RECORDIO_MAGIC_WORDS.name][0])
     for pos in (5, 7, 60):
         rows = index.image_rows([pos])
         assert [pictures[r] for r in rows] == index.pictures(pos)
@@ -233,30 +235,9 @@ def test_dropped_duplicates_keep_the_pictures_of_the_others_aligned(tmp_path):
     kept = docs[:12] + docs[13:]
     pictures = [img["picture"] for d in kept for img in d["imgs"]]
     assert len(index) == len(kept) and index.picture_lengths.tolist() == [len(p) for p in pictures]
-    assert index.picture_magic(np.arange(len(pictures))).tolist() == [aligned_magic_words(p) for p in pictures]
+    assert index.picture_fact(RECORDIO_MAGIC_WORDS, np.arange(len(pictures))).tolist() == \
+        [aligned_magic_words(p) for p in pictures]
     assert BsonIndex.load(index.save() and path) is not None
-
-
-def test_the_reader_finds_every_magic_word_across_its_refills(tmp_path, monkeypatch):
-    from data.bson_index import _Reader
-    from data.recordio import MAGIC_BYTES
-    rng = np.random.RandomState(0)
-    data = bytearray(rng.randint(0, 0x0A, 20_000, dtype=np.uint8).tobytes())     # no 0x0A byte: no magic
-    where = list(range(0, len(data) - 4, 37))
-    for at in where:
-        data[at:at + 4] = MAGIC_BYTES
-    path = tmp_path / "bytes.bin"
-    path.write_bytes(bytes(data))
-    monkeypatch.setattr("data.bson_index.CHUNK_BYTES", 1000)
-    with open(path, "rb", buffering=0) as f:
-        r = _Reader(f, len(data))
-        refills = 0
-        while not (r.at_eof and r.pos >= r.filled):
-            base = r.base
-            r.fill(1000)
-            refills += r.base != base
-            r.pos = min(r.filled, r.pos + 1 + rng.randint(999))
-    assert refills >= 20 and r.magic == where
 
 
 # ---- ids, damaged regions, pictures, kinds ---------------------------------------------------
@@ -359,7 +340,7 @@ def test_the_index_records_the_pictures_that_will_not_decode(tmp_path):
     index = BsonIndex.build(path, skip_bad=True)
     kept = docs[:8] + docs[9:]
     expected = [(k, j) for k, d in enumerate(kept) for j, img in enumerate(d["imgs"])]
-    codes = index.picture_problems(np.arange(len(expected)))
+    codes = index.picture_fact(JPEG_PROBLEMS, np.arange(len(expected)))
     assert {expected[r]: int(c) for r, c in enumerate(codes) if c} == {
         (2, len(docs[2]["imgs"]) - 1): EMPTY, (4, 0): TRUNCATED, (6, 0): NOT_JPEG,
         (8, len(docs[9]["imgs"]) - 1): NOT_JPEG}
@@ -367,7 +348,7 @@ def test_the_index_records_the_pictures_that_will_not_decode(tmp_path):
     assert [p["reason"] for p in index.problems] == [f"duplicate _id (first seen at offset {first_seen})"]
     assert index.summary()["undecodable_pictures"] == 4
     index.save()
-    np.testing.assert_array_equal(BsonIndex.load(path).picture_problems(np.arange(len(expected))), codes)
+    np.testing.assert_array_equal(BsonIndex.load(path).picture_fact(JPEG_PROBLEMS, np.arange(len(expected))), codes)
 
 
 def test_a_cached_index_built_for_another_kind_is_not_taken_for_an_automatic_one(tmp_path):

@@ -1,28 +1,10 @@
-"""models.configs (framework-free, read by the PyTorch side) agrees with the MXNet side."""
-import dataclasses
-import subprocess
-import sys
+"""models.configs: the architectures as plain data, read by every framework's side."""
+import json
 
 import pytest
 
-import models
 from models import configs
-from models.dpn import DPN_CONFIGS
-from models.gluoncv_nets import DENSENET_CONFIGS, RESNEXT_CONFIGS
-
-
-def test_same_networks_as_the_registry():
-    assert configs.network_names() == models.list_models()
-
-
-@pytest.mark.parametrize("gluon, neutral", [(DPN_CONFIGS, configs.DPN_CONFIGS),
-                                            (RESNEXT_CONFIGS, configs.RESNEXT_CONFIGS),
-                                            (DENSENET_CONFIGS, configs.DENSENET_CONFIGS)])
-def test_same_configurations_field_by_field(gluon, neutral):
-    assert {name: dataclasses.asdict(c) for name, c in gluon.items()} == \
-           {name: dataclasses.asdict(c) for name, c in neutral.items()}
-    for name, config in neutral.items():
-        assert config.feature_channels() == models.get_spec(name).feature_channels
+from models.configs import ArchitectureError, architecture, config_overrides, resnext_widths
 
 
 def test_families_and_unknown_names():
@@ -31,7 +13,35 @@ def test_families_and_unknown_names():
         configs.architecture("dpn93")
 
 
-def test_framework_free_modules_load_no_framework():
-    code = ("import sys, models, models.configs, models.params_file, models.weight_convert, models.convert_weights; "
-            "assert not {'mxnet', 'torch', 'gluoncv'} & set(sys.modules), sorted(sys.modules)")
-    subprocess.run([sys.executable, "-c", code], check=True)
+def test_overrides_round_trip_through_json():
+    _, config = architecture("resnext101_64x4d_mxnet", {"bottleneck_width": 2})
+    recorded = json.loads(json.dumps(config_overrides("resnext101_64x4d_mxnet", config)))
+    assert recorded == {"bottleneck_width": 2}
+    assert architecture("resnext101_64x4d_mxnet", recorded)[1] == config
+    assert config_overrides("dpn92", architecture("dpn92")[1]) == {}
+    with pytest.raises(ArchitectureError, match="ResNeXtConfig has no field width"):
+        architecture("resnext_tiny", {"width": 3})
+
+
+def mxnet_resnext_shapes(stem, stages):
+    """Weight shapes of MXNet's resnext.py layers: stages of (group width, groups, output)."""
+    shapes = {"conv0": (stem, 3, 7, 7)}
+    for s, (width, groups, out) in enumerate(stages, 1):
+        shapes["stage%d_unit1_conv2" % s] = (width, width // groups, 3, 3)
+        shapes["stage%d_unit1_conv3" % s] = (out, width, 1, 1)
+    return shapes
+
+
+def test_resnext_widths_read_from_weight_shapes():
+    # resnext.py with num_group=64: the bottleneck is half the output, 64 groups of 2.
+    shapes = mxnet_resnext_shapes(64, [(128, 64, 256), (256, 64, 512), (512, 64, 1024), (1024, 64, 2048)])
+    assert resnext_widths(shapes, 4) == dict(stem_channels=64, base_channels=64, cardinality=64, bottleneck_width=2)
+    # The registered widths read back as themselves.
+    _, config = architecture("resnext_tiny_mxnet")
+    stages = [(w, g, 4 * p) for (w, g), p in zip(config.stage_bottlenecks(), config.stage_channels())]
+    widths = resnext_widths(mxnet_resnext_shapes(config.stem_channels, stages), 4)
+    assert architecture("resnext_tiny_mxnet", widths)[1] == config
+    # A stage no single cardinality x width gives is refused, naming what was found.
+    odd = mxnet_resnext_shapes(64, [(128, 64, 256), (384, 64, 512), (512, 64, 1024), (1024, 64, 2048)])
+    with pytest.raises(ArchitectureError, match=r"\(384, 64\)"):
+        resnext_widths(odd, 4)

@@ -21,19 +21,9 @@ from predict.ensembling import (ensemble_classes, evaluate, load_predictions, pr
 from predict.inference import CheckpointModel
 from predict.pipeline import PipelineConfig
 from predict.run import predict_input
-from predict_world import read_docs, synthetic_world, write_docs
+from predict_world import categories, read_docs, world, write_docs  # noqa: F401 (fixtures)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return synthetic_world(str(tmp_path_factory.getbasetemp() / "predict-world"))
-
-
-@pytest.fixture(scope="module")
-def categories(world):
-    return CategoryMap.from_csv(world.categories)
 
 
 def predict(world, input_path, out, md5_dict, combiners=("mean",), md5_modes=("none",)):

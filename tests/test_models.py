@@ -1,4 +1,5 @@
 """Tests of the models package: registry, architectures, weight import, export."""
+import json
 import os
 
 import cv2
@@ -10,7 +11,7 @@ from mxnet import autograd, gluon
 import models
 from models.__main__ import main as models_cli
 from models.gluoncv_import import import_gluoncv
-from models.registry import build_network, infer_parameter_shapes
+from models.registry import build_network, feature_layer, infer_parameter_shapes
 from models.weights import structural_names, symbol_name_table
 from published_symbols import AUTHORS_DPN, authors_dpn, executor_output, mxnet_resnext, random_checkpoint
 
@@ -191,13 +192,13 @@ def assert_same_features(ours, theirs):
     np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5 * np.abs(theirs).max())
 
 
-def check_published_checkpoint(name, symbol, feature_layer, prefix):
+def check_published_checkpoint(name, symbol, symbol_feature_layer, prefix):
     """Random weights saved as a symbolic checkpoint of `symbol` load into network `name`,
     every backbone parameter used, the classifier dropped, and give the executor's features."""
     args, auxs = random_checkpoint(symbol, prefix)
     x = images(1, size=64, seed=3)
     net = models.get_model(name, classes=7, pretrained=(prefix, 0))
-    assert_same_features(net.features(x).asnumpy(), executor_output(symbol, feature_layer, args, auxs, x))
+    assert_same_features(net.features(x).asnumpy(), executor_output(symbol, symbol_feature_layer, args, auxs, x))
     report = models.load_backbone(models.get_model(name, classes=7), prefix + "-0000.params")
     assert (report.source_format, report.naming) == ("symbolic", "published")
     assert not report.missing and not report.unexpected
@@ -239,6 +240,48 @@ def test_mxnet_model_zoo_resnext_checkpoint_loads(name, units, filter_list, grou
     again = models.get_model(name, classes=7, pretrained=without_gamma)
     x = images(1, size=64)
     np.testing.assert_array_equal(again.features(x).asnumpy(), net.features(x).asnumpy())
+
+
+@pytest.mark.parametrize("name, units, filter_list, groups, stem_stride, widths", [
+    # resnext.py's bottleneck is half the unit's output: 32 wide in 4 groups where the
+    # registered tiny network has 4.
+    ("resnext_tiny_mxnet", (1, 1, 1, 1), (16, 64, 128, 256, 512), 4, 4, dict(bottleneck_width=32)),
+    # Another stem and unit widths than the name's, all read from the file.
+    ("resnext_tiny_mxnet", (1, 1, 1, 1), (24, 32, 64, 128, 256), 8, 4,
+     dict(stem_channels=24, base_channels=8, cardinality=8, bottleneck_width=16)),
+    # resnext.py with num_group=64 (the "64x4d" name): 64 groups of 2 channels, 128 wide.
+    pytest.param("resnext101_64x4d_mxnet", (3, 4, 23, 3), (64, 256, 512, 1024, 2048), 64, 2,
+                 dict(bottleneck_width=2), marks=pytest.mark.slow),
+])
+def test_mxnet_model_zoo_resnext_widths_come_from_the_file(name, units, filter_list, groups, stem_stride, widths,
+                                                           tmp_path):
+    prefix = str(tmp_path / name)
+    symbol = mxnet_resnext(units, filter_list, groups, 0.5, stem_stride)
+    args, auxs = random_checkpoint(symbol, prefix)
+    x = images(1, size=64, seed=3)
+    net = models.get_model(name, classes=7, pretrained=(prefix, 0))
+    assert net.config_overrides == widths        # the fields where the file differs from the name
+    assert_same_features(net.features(x).asnumpy(), executor_output(symbol, "flatten0_output", args, auxs, x))
+    # A run records the overrides (JSON) and rebuilds the same network from them.
+    saved = str(tmp_path / "epoch-0001.params")
+    net.save_parameters(saved)
+    rebuilt = models.get_model(name, classes=7, config_overrides=json.loads(json.dumps(net.config_overrides)))
+    rebuilt.load_parameters(saved)
+    np.testing.assert_array_equal(rebuilt(x).asnumpy(), net(x).asnumpy())
+    # A child run seeded from that run's checkpoint (structural names) takes its widths too.
+    assert models.get_model(name, classes=3, pretrained=saved).config_overrides == widths
+    assert models.get_model(name, classes=3).config_overrides == {}
+
+
+def test_se_resnext_takes_the_widths_of_the_resnext_file_it_starts_from(tmp_path):
+    prefix = str(tmp_path / "zoo")
+    random_checkpoint(mxnet_resnext((1, 1, 1, 1), (16, 64, 128, 256, 512), 4, 0.5, 4), prefix)
+    resnext = models.get_model("resnext_tiny_mxnet", classes=7, pretrained=(prefix, 0))
+    se = models.get_model("se_resnext_tiny_mxnet", classes=7, from_model=(prefix, 0))
+    assert se.config_overrides == resnext.config_overrides == dict(bottleneck_width=32)
+    shared, se_arrays = backbone_arrays(resnext), backbone_arrays(se)
+    for path_, array in shared.items():
+        np.testing.assert_array_equal(se_arrays[path_], array, err_msg=path_)
 
 
 def batch_norms(net):
@@ -331,9 +374,9 @@ def test_export_and_import_give_identical_outputs(name, tmp_path):
     x = images(3)
     deployed = models.import_symbolic(prefix, epoch=3)
     np.testing.assert_allclose(deployed(x).asnumpy(), net(x).asnumpy(), rtol=1e-5, atol=1e-5)
-    # The spec's feature layer is the cut point inside the exported symbol.
+    # The feature layer is the cut point inside the exported symbol.
     internals = mx.sym.load(symbol_file).get_internals()
-    feature_block = gluon.SymbolBlock(internals[models.get_spec(name).feature_layer], mx.sym.var("data"),
+    feature_block = gluon.SymbolBlock(internals[feature_layer(name)], mx.sym.var("data"),
                                       params=deployed.collect_params())
     np.testing.assert_allclose(feature_block(x).asnumpy(), net.features(x).asnumpy(), rtol=1e-5, atol=1e-5)
 

@@ -18,24 +18,13 @@ import pytest
 
 from conftest import make_products
 from data.bson_index import BsonIndex
-from data.categories import CategoryMap
 from data.locks import output_lock
 from predict.outputs import Predictions, PredictionWriter
 from predict.sources import skipped_documents
-from predict_world import read_docs, synthetic_world, train_tiny_run, write_val_rec
+from predict_world import categories, read_docs, train_tiny_run, world, write_val_rec  # noqa: F401 (fixtures)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NO_PICTURES, BAD_PICTURES = 10 ** 9 + 1, 10 ** 9 + 2     # ids of the two products without a decodable picture
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return synthetic_world(str(tmp_path_factory.getbasetemp() / "predict-world"))
-
-
-@pytest.fixture(scope="module")
-def categories(world):
-    return CategoryMap.from_csv(world.categories)
 
 
 def run_tool(tool, *args):

@@ -1,7 +1,9 @@
 """The ZeroMQ prediction pipeline with real processes, sockets, MXNet and BSON/RecordIO files."""
 import multiprocessing
 import os
+import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,14 +22,9 @@ from predict.inference import CheckpointModel
 from predict.outputs import Predictions
 from predict.pipeline import PipelineConfig, PipelineError
 from predict.run import predict_input
-from predict_world import SlowCheckpointModel, synthetic_world, write_val_rec
+from predict_world import SlowCheckpointModel, world, write_val_rec  # noqa: F401 (fixtures)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return synthetic_world(str(tmp_path_factory.getbasetemp() / "predict-world"))
 
 
 def config(**kwargs):
@@ -75,6 +72,28 @@ def test_zmq_pipeline_gives_the_in_process_loop_probabilities(world, tmp_path):
         assert 0 <= manifests[0]["image_accuracy"] <= 1
         assert manifests[0]["image_accuracy"] == pytest.approx(plain[0]["image_accuracy"])
         assert manifests[0]["product_accuracy"] == pytest.approx(plain[0]["product_accuracy"])
+
+
+def test_models_of_different_input_sizes_predict_in_one_run_each_at_its_own(world, tmp_path):
+    """Pictures are decoded to the largest input, the smaller model's brought to its own
+    size: it predicts as it does alone (pictures decoded straight to its size)."""
+    small = str(tmp_path / "runs" / "dpn_small")
+    shutil.copytree(world.runs[0], small)
+    meta_path = os.path.join(small, "epoch-0001.json")
+    with open(meta_path) as f:
+        meta = json.load(f)
+    with open(meta_path, "w") as f:
+        json.dump(dict(meta, image_shape=[3, 64, 64], mean=[120.0, 110.0, 100.0], scale=0.02), f)
+    categories = CategoryMap.from_csv(world.categories)
+    both = predict_input(world.val_bson, [CheckpointModel(world.runs[0]), CheckpointModel(small)],
+                         str(tmp_path / "both"), config(decoders=1), categories)
+    alone = predict_input(world.val_bson, [CheckpointModel(small)], str(tmp_path / "alone"), config(decoders=0),
+                          categories)
+    assert [m["image_size"] for m in both + alone] == [[180, 180], [180, 180], [64, 64]]
+    assert [m["model"]["image_shape"] for m in both] == [[3, 180, 180], [3, 64, 64]]
+    assert both[1]["model"]["mean"] == [120.0, 110.0, 100.0] and both[1]["model"]["scale"] == 0.02
+    assert_same_predictions(Predictions(str(tmp_path / "both" / "dpn_small")),
+                            Predictions(str(tmp_path / "alone" / "dpn_small")), ["mean.none"])
 
 
 def kill_when_running(role, sig, out_folder, delay=0.7):

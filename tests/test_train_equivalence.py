@@ -13,8 +13,9 @@ from mxnet.gluon import nn
 
 from models.weights import structural_names
 from recfixtures import write_synthetic_dataset
-from train import data_iter, fit, logs
+from train import backend_mxnet, data_iter, fit, logs
 from train.args import parse_args
+from train.config import TrainConfig
 
 NUM_CLASSES = 5
 
@@ -50,7 +51,7 @@ def make_args(**overrides):
                        "--lr", "0.01"])
     for name, value in overrides.items():
         setattr(args, name, value)
-    return args
+    return TrainConfig.from_args(args)
 
 
 def make_step(contexts, kvstore="device", grad_accum=1, seed=0, **arg_overrides):
@@ -60,14 +61,15 @@ def make_step(contexts, kvstore="device", grad_accum=1, seed=0, **arg_overrides)
     net = SmallNet()
     net.initialize(mx.init.Xavier(), ctx=contexts)
     net(mx.nd.zeros((1, 3, 32, 32), ctx=contexts[0]))   # resolve deferred shapes, as models.get_model does
-    step = fit.build_training(net, args, contexts, kvstore, fit.StartPoint(), logs.setup_logging(console=False))
+    step = backend_mxnet.build_training(net, args, contexts, kvstore, fit.StartPoint(),
+                                        logs.setup_logging(console=False))
     step.set_frozen(False)
     return step
 
 
 def weights(net, ctx=None):
     """The parameters as numpy arrays, read once the engine is idle: MKL-DNN weights read
-    while a backward pass still reads them can crash MXNet 1.9.1 (see ``fit.restore_default_layout``)."""
+    while a backward pass still reads them can crash MXNet 1.9.1 (see ``backend_mxnet.restore_default_layout``)."""
     mx.nd.waitall()
     return {name: p.data(ctx).asnumpy() for name, p in structural_names(net).items()}
 

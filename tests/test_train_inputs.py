@@ -8,22 +8,21 @@ import json
 import os
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import time
 
-import mxnet as mx
 import numpy as np
 import pytest
 
 from conftest import make_products, write_bson
 from data.errors import DataInputError
-from data.recordio import MAGIC_BYTES, RecordFileError, read_headers, read_idx, read_payloads
+from data.recordio import RecordFileError, read_idx
 from recfixtures import (synthetic_pictures, synthetic_products, write_checkpoints, write_pictures_rec,
                          write_synthetic_dataset)
 from train import checkpoint, data_iter, fit, logs
 from train.args import parse_args
+from train.config import TrainConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
@@ -74,46 +73,6 @@ def converted_rec(tmp_path_factory):
 
 
 # --- reading a .rec without MXNet ----------------------------------------------------------
-
-def test_reader_agrees_with_mxnet_also_on_split_records(tmp_path):
-    """Pictures holding RecordIO's magic word at aligned places are written as split records:
-    the framework-free reader joins them as MXNet's reader does."""
-    labels, pids, numbers = synthetic_products(30, 4, 2)
-    pictures = synthetic_pictures(labels, 2, 4)
-    for i in range(0, len(pictures), 3):
-        at = 4 * (len(pictures[i]) // 8)
-        pictures[i] = pictures[i][:at] + MAGIC_BYTES + pictures[i][at + 4:]
-    pictures[1] = MAGIC_BYTES * 3
-    rec = write_pictures_rec(str(tmp_path / "x"), labels, pids, numbers, pictures)
-    offsets = read_idx(str(tmp_path / "x.idx"))
-    with open(rec, "rb") as f:
-        raw = f.read()
-    split = sum(struct.unpack_from("<II", raw, offset)[1] >> 29 == 1 for offset in offsets)
-    assert split == len(range(0, len(pictures), 3)) + 1
-    headers = read_headers(rec, offsets, chunk_bytes=4096)     # small chunks: many runs
-    payloads = [buf[start:start + length].tobytes() for _, buf, starts, lengths in
-                read_payloads(rec, offsets, chunk_bytes=4096) for start, length in zip(starts, lengths)]
-    reader = mx.recordio.MXIndexedRecordIO(str(tmp_path / "x.idx"), rec, "r")
-    for key in range(len(labels)):
-        item = reader.read_idx(key)
-        header, image = mx.recordio.unpack(item)
-        assert (headers["label"][key], headers["id"][key], headers["id2"][key]) == (header.label, header.id,
-                                                                                    header.id2)
-        assert payloads[key] == item and image == pictures[key]
-    reader.close()
-
-
-@pytest.mark.parametrize("lines, message", [
-    ("0\t0\n1\t100\nx\t200\n", r"x.idx: line 3 is not 'key<TAB>offset': 'x\\t200'"),
-    ("0\t0\n1\t100\n2\n", r"x.idx: line 3 is not 'key<TAB>offset': '2'"),
-    ("0\t0\n2\t100\n", r"x.idx: line 2 has key 2, expected 1"),
-    ("0\t0\n1\t100\n2\t100\n", r"x.idx: line 3 has offset 100, which does not follow the previous record's"),
-])
-def test_malformed_index_lines_are_named(tmp_path, lines, message):
-    (tmp_path / "x.idx").write_text(lines)
-    with pytest.raises(RecordFileError, match=message):
-        read_idx(str(tmp_path / "x.idx"))
-
 
 def test_an_index_that_skips_records_is_found_by_the_full_pass(dataset, tmp_path):
     rec = copy_rec(dataset["train"], str(tmp_path))
@@ -209,6 +168,10 @@ def run_args(run_dir, *extra):
                        "--batch-size", "32", "--model-dir", run_dir, *extra])
 
 
+def run_config(run_dir, *extra):
+    return TrainConfig.from_args(run_args(run_dir, *extra))
+
+
 def saved_run(run_dir, epochs):
     return write_checkpoints(run_dir, epochs, "dpn_tiny", 3, json.loads(json.dumps(vars(run_args(run_dir)))))
 
@@ -228,21 +191,23 @@ def test_resume_skips_a_truncated_latest_epoch_naming_it(tmp_path, suffix):
     run_dir = saved_run(str(tmp_path / "run"), 3)
     truncate(checkpoint.epoch_prefix(run_dir, 3) + suffix)
     logger = logs.setup_logging(str(tmp_path / "train.log"), console=False)
-    start = fit.start_point(run_args(run_dir, "--resume"), logger)
+    start = fit.start_point(run_config(run_dir, "--resume"), logger, checkpoint.check_loadable)
     assert start.epoch == 2 and start.params == checkpoint.epoch_prefix(run_dir, 2) + ".params"
     assert "epoch-0003%s cannot be loaded" % suffix in logged(tmp_path / "train.log")
     assert "resuming from the epoch before" in logged(tmp_path / "train.log")
     with pytest.raises(checkpoint.DamagedCheckpointError, match=r"epoch-0003\%s cannot be loaded \(.*\): the "
                                                                 r"checkpoint is truncated or damaged" % suffix):
-        fit.start_point(run_args(run_dir, "--load-epoch", "3"), logger)
+        fit.start_point(run_config(run_dir, "--load-epoch", "3"), logger, checkpoint.check_loadable)
 
 
 def test_resume_warns_listing_the_options_that_changed(tmp_path):
     run_dir = saved_run(str(tmp_path / "run"), 1)
     logger = logs.setup_logging(str(tmp_path / "train.log"), console=False)
-    fit.start_point(run_args(run_dir, "--resume", "--num-epochs", "30", "--no-progress"), logger)
+    fit.start_point(run_config(run_dir, "--resume", "--num-epochs", "30", "--no-progress"), logger,
+                    checkpoint.check_loadable)
     assert "changed" not in logged(tmp_path / "train.log")        # bookkeeping options only
-    fit.start_point(run_args(run_dir, "--resume", "--lr", "0.01", "--batch-size", "16"), logger)
+    fit.start_point(run_config(run_dir, "--resume", "--lr", "0.01", "--batch-size", "16"), logger,
+                    checkpoint.check_loadable)
     assert "WARNING resuming after epoch 1 of %s with options changed since: batch_size 32 -> 16, " \
            "lr 0.003 -> 0.01\n" % run_dir in logged(tmp_path / "train.log")
 

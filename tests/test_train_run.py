@@ -13,9 +13,9 @@ import pytest
 from models.weights import structural_names
 from predict.logs import read_training_log
 from recfixtures import write_synthetic_dataset
-from train import checkpoint, data_iter, fit, logs
+from train import backend_mxnet, checkpoint, data_iter, fit, logs
 from train.evaluate import evaluate
-from train.args import parse_args
+from train.args import parse_config
 from train.train import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -125,11 +125,12 @@ def test_start_from_another_network_with_frozen_backbone_on_two_devices(dataset,
 
     child_args = cli_args(dataset, child_dir, "se_resnext_tiny", "--num-epochs", "1", "--from-run", parent_dir,
                           "--freeze-epochs", "1")
-    args = parse_args(child_args)
-    mx.random.seed(args.seed)   # as fit.run does before building the network
-    start = fit.start_point(args, logs.setup_logging(console=False))
+    args = parse_config(child_args)
+    mx.random.seed(args.logging.seed)   # as fit.run does before building the network
+    logger = logs.setup_logging(console=False)
+    start = fit.start_point(args, logger, checkpoint.check_loadable)
     initial = {name: p.data().asnumpy() for name, p in
-               structural_names(fit.prepare_network(args, [mx.cpu()], start, logs.setup_logging(console=False))).items()}
+               structural_names(backend_mxnet.prepare_network(args, [mx.cpu()], start, logger)).items()}
     shared = [name for name in initial if name in parent]
     assert any(name.startswith("output.") for name in shared)
     assert len(shared) < len(initial)                       # the SE layers are new
@@ -179,3 +180,18 @@ def test_clear_errors_for_data_files(dataset, tmp_path, capsys):
     os.link(dataset["train"][:-4] + ".idx", str(tmp_path / "val.idx"))   # the wrong index
     swapped[swapped.index("--data-val") + 1] = str(tmp_path / "val.rec")
     assert_user_error(capsys, swapped, "val.idx")
+
+
+def test_a_run_from_a_model_zoo_file_of_other_widths_resumes_and_predicts(dataset, tmp_path):
+    """The widths read from a model-zoo ResNeXt file are recorded with the run, so that
+    resume and prediction build the same network again (without the file)."""
+    from published_symbols import mxnet_resnext, random_checkpoint
+    prefix = str(tmp_path / "zoo")
+    random_checkpoint(mxnet_resnext((1, 1, 1, 1), (16, 64, 128, 256, 512), 4, 0.5, 4), prefix)
+    run_dir = str(tmp_path / "run")
+    argv = cli_args(dataset, run_dir, "resnext_tiny_mxnet", "--pretrained", prefix + "-0000.params")
+    assert main(argv + ["--num-epochs", "1"]) == 0
+    assert main(argv + ["--num-epochs", "2", "--resume"]) == 0
+    net, meta = checkpoint.load_for_inference(run_dir)
+    assert meta["epoch"] == 2 and meta["config_overrides"] == {"bottleneck_width": 32}
+    assert net.config_overrides == {"bottleneck_width": 32}

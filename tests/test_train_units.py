@@ -11,7 +11,7 @@ from data.errors import DataInputError
 from data.recordio import RecordFileError
 from predict.logs import read_training_log
 from recfixtures import write_rec, write_synthetic_dataset
-from train import checkpoint, data_iter, devices, launch, logs, metrics, optim
+from train import checkpoint, data_iter, devices, launch, logs, metrics, metrics_mxnet, optim
 from train.step import LabelSmoothingCrossEntropy
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_product_accuracy_rejects_shuffled_records():
 def test_running_sums_match_numpy():
     rng = np.random.RandomState(1)
     logits, labels = rng.randn(40, 9).astype(np.float32), rng.randint(0, 9, 40)
-    sums = metrics.RunningSums(top_k=5)
+    sums = metrics_mxnet.RunningSums(top_k=5)
     for part in np.array_split(np.arange(40), 2):   # as from two devices
         sums.update([mx.nd.array(logits[part])], [mx.nd.array(labels[part])])
     values = sums.metrics()

@@ -1,8 +1,14 @@
 """Training: ``python train/train.py`` (or ``python -m train.train``) and its pieces.
 
-``args`` (command line), ``fit`` (the run: start point, network, epochs, checkpoints),
-``step`` (one training iteration), ``evaluate`` (validation), ``data_iter`` (RecordIO
-input), ``optim`` (optimisers, weight decay, schedule), ``metrics`` and ``logs`` (MXNet's
-names and log format), ``checkpoint`` (run folders, ``load_for_inference``), ``curves``,
-``devices`` (GPUs, CPU contexts, kvstores) and ``launch`` (distributed jobs).
+Framework-free: ``args`` (command line) -> ``config`` (the typed, frozen configuration),
+``fit`` (the driver: start point, schedule, freeze phases, epoch loop, logs, run folder),
+``run_folder`` (the run-folder contract that training, resuming and prediction share),
+``schedule`` (the learning rate), ``backend`` (the interface a framework implements),
+``recipes``, ``curves``, ``logs``, ``data_iter``'s record files (its iterators load MXNet),
+``launch`` (distributed jobs).
+
+MXNet (``backend_mxnet`` and what it uses): ``step`` (one training iteration),
+``evaluate`` (validation), ``optim`` (optimisers, weight decay), ``metrics``,
+``devices`` (GPUs, CPU contexts, kvstores) and ``checkpoint`` (weights and optimizer
+state of a run folder, ``load_for_inference``).
 """

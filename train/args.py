@@ -1,16 +1,19 @@
 """Command-line arguments of ``train/train.py``, in groups shared by every recipe.
 
-Names follow MXNet's ``example/image-classification/common`` (``--gpus``, ``--kv-store``,
-``--lr-step-epochs``, ...). Defaults are the reference recipe (REFERENCE.md): NAdam,
+Names follow MXNet's ``example/image-classification/common`` (``--kv-store``,
+``--lr-step-epochs``, ``--load-epoch``, ...), except for the devices: ``--devices
+gpu:0,gpu:1`` as every tool spells them (``--gpus 0,1`` still works, with a note); they
+reach the configuration as its ``gpus`` field, so runs started before keep resuming.
+Defaults are the reference recipe (REFERENCE.md): NAdam,
 lr 1e-4, x0.2 at the given epochs, batch 512, label smoothing 0.1, random mirror only,
 raw 0-255 pixels, kvstore ``device``.
 """
 import argparse
 import re
 
-from data.cli import add_common_options, positive_int
-from train.devices import KVSTORES
-from train.optim import OPTIMIZERS
+from data.cli import add_common_options, add_device_options, positive_int
+from data.devices import gpu_numbers
+from train.config import KVSTORES, OPTIMIZERS, TrainConfig
 
 
 def _int_list(text):
@@ -105,10 +108,9 @@ def add_schedule_args(parser):
 
 
 def add_device_args(parser):
-    group = parser.add_argument_group("devices")
-    group.add_argument("--gpus", default="", help="GPUs to use, e.g. 0,1,2,3; empty: CPU")
+    group = add_device_options(parser, help_text="cpu, or the GPUs to use: gpu:0,gpu:1,...", gpus_alias=True)
     group.add_argument("--cpu-devices", type=positive_int, default=1,
-                       help="CPU contexts to split each batch over when --gpus is empty (tests the multi-device path)")
+                       help="CPU contexts to split each batch over with --devices cpu (tests the multi-device path)")
     group.add_argument("--kv-store", choices=KVSTORES, default="device",
                        help="gradient reduction: device/local/nccl on one machine, dist_sync/dist_device_sync "
                             "across machines (start with python -m train.launch)")
@@ -161,7 +163,16 @@ def parse_args(argv=None):
         re.compile(args.freeze_keep)
     except re.error as err:
         parser.error("--freeze-keep is not a regular expression: %s" % err)
+    try:
+        args.gpus = gpu_numbers(args.devices)       # the configuration's field, as old runs stored it
+    except ValueError as err:
+        parser.error("--devices: %s" % err)
     args.pretrained = args.pretrained or None      # "" too: a later --pretrained "" undoes a recipe's
     if args.model_dir is None:
         args.model_dir = "work/runs/%s" % args.network
     return args
+
+
+def parse_config(argv=None):
+    """The `TrainConfig` of a command line (``parse_args`` checks it first)."""
+    return TrainConfig.from_args(parse_args(argv))

@@ -19,7 +19,6 @@ import json
 import logging
 import os
 
-import mxnet as mx
 import numpy as np
 
 from data import recordio
@@ -203,6 +202,7 @@ def located_errors(record, make_batches):
     its first batch at once); an MXNet error reading them (a picture it cannot decode stops it
     with ``!ssize.empty() in function 'resize'``) becomes an error naming the file, and the
     record, product and image when a picture will not decode."""
+    import mxnet as mx   # MXNet's iterators only: the rest of this module loads no framework
     try:
         yield from make_batches()
     except mx.base.MXNetError as err:
@@ -265,6 +265,7 @@ def image_iter(record, batch_size, image_shape, mean, scale, *, shuffle=False, s
     With ``seed_aug`` MXNet reseeds the augmentation of the record at batch position i
     with ``seed_aug + i``: `augmentation_seed` spaces the seeds of different epochs apart.
     """
+    import mxnet as mx   # lazily: the record files and their checks need no framework
     return mx.io.ImageRecordIter(
         path_imgrec=record.rec, path_imgidx=record.idx, data_shape=tuple(image_shape), batch_size=batch_size,
         shuffle=shuffle, seed=seed, seed_aug=augmentation_seed(seed), num_parts=num_parts, part_index=part_index,

@@ -11,9 +11,7 @@ import os
 
 import mxnet as mx
 
-LOCAL_KVSTORES = ("device", "local", "nccl")
-DIST_KVSTORES = ("dist_sync", "dist_device_sync")
-KVSTORES = LOCAL_KVSTORES + DIST_KVSTORES
+from train.config import DIST_KVSTORES, KVSTORES
 
 
 class DeviceError(RuntimeError):

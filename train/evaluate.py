@@ -3,7 +3,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
-from train import data_iter, metrics
+from train import data_iter, metrics, metrics_mxnet
 
 
 def evaluate(net, batches, contexts, headers, top_k=5, dtype="float32"):
@@ -11,15 +11,16 @@ def evaluate(net, batches, contexts, headers, top_k=5, dtype="float32"):
 
     `headers` (``data_iter.RecordHeaders`` of the same file) gives each record's product
     id; the iterator's labels are checked against it batch by batch, so a validation
-    file that is not the one the headers came from is caught. The last batch's
-    wrapped-around padding is left out.
+    file that is not the one the headers came from is caught. Records are counted against
+    the headers, not the iterator's ``pad``: whatever a last batch holds past the file's
+    last record (a wrap-around, stale memory) is left out.
     """
-    sums = metrics.RunningSums(top_k)
+    sums = metrics_mxnet.RunningSums(top_k)
     products = metrics.ProductAccuracy()
     position = 0
     for batch in batches:
         size = batch.data[0].shape[0]
-        valid = size - batch.pad
+        valid = min(size, len(headers.labels) - position)
         datas = gluon.utils.split_and_load(batch.data[0], contexts)
         labels = gluon.utils.split_and_load(batch.label[0], contexts)
         logits = [net(x.astype(dtype, copy=False)) for x in datas]

@@ -1,4 +1,4 @@
-"""Optimisers, weight decay and the learning-rate schedule of the reference recipes.
+"""Optimisers and weight decay of the reference recipes (the schedule: ``train.schedule``).
 
 Weight decay: the reference passed ``--wd 4e-5`` to every run, but only its SGD/NAG runs
 got it; its Adam and NAdam runs trained without weight decay. Here ``--wd`` reaches every
@@ -11,8 +11,8 @@ import functools
 import mxnet as mx
 from mxnet.ndarray import sqrt, square, zeros
 
-OPTIMIZERS = ("nadam", "adam", "sgd", "nag")
-ADAPTIVE_OPTIMIZERS = ("nadam", "adam")
+from train.config import ADAPTIVE_OPTIMIZERS, OPTIMIZERS
+from train.schedule import learning_rate_at  # noqa: F401  (imported from here by older code and tests)
 
 
 def nadam_momentum(t, beta1, schedule_decay):
@@ -110,15 +110,3 @@ def apply_weight_decay_convention(params):
     """Set ``wd_mult`` 0 on biases, BatchNorm betas and statistics of a ParameterDict."""
     for param in params.values():
         param.wd_mult = 1.0 if decays(param.name) else 0.0
-
-
-def learning_rate_at(progress, base_lr, step_epochs=(), factor=0.1, warmup_epochs=0.0, warmup_begin_lr=0.0):
-    """Learning rate after `progress` epochs (a float: epoch + fraction of it done).
-
-    ``base_lr`` times ``factor`` for every epoch of ``step_epochs`` already reached, with
-    a linear warm-up from ``warmup_begin_lr`` over the first ``warmup_epochs``.
-    """
-    lr = base_lr * factor ** sum(1 for step in step_epochs if progress >= step)
-    if progress < warmup_epochs:
-        lr = warmup_begin_lr + (lr - warmup_begin_lr) * progress / warmup_epochs
-    return lr

@@ -20,7 +20,8 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
-from data.cli import UserError, positive_int
+from data.cli import UserError, add_device_options, positive_int
+from data.devices import gpu_devices, gpu_numbers
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,8 @@ class Settings:
     dataset: str | None = None
     parent: str | None = None      # run folder (or epoch-NNNN.params) the first phase starts from
     num_epochs: int | None = None  # the epoch the recipe ends at
-    gpus: str | None = None        # None: not passed (train.py --recipe passes every GPU MXNet sees)
+    gpus: str | None = None        # GPU numbers "0,1" ("": the CPU); None: not passed (train.py
+                                   # --recipe passes every GPU MXNet sees); phases get --devices
     run_names: str = "model"       # run folders <runs>/M06_dpn92 ("model") or <runs>/dpn92_A ("network")
 
 
@@ -188,7 +190,7 @@ def phase_arguments(recipe, settings=Settings(), extra=()):
               "--model-dir", os.path.join(settings.runs_dir, run_name(recipe, dataset, settings.run_names)),
               "--batch-size", str(recipe.batch_size), "--wd-sgd-only", "--resume"]
     if settings.gpus is not None:
-        common += ["--gpus", settings.gpus]
+        common += ["--devices", gpu_devices(settings.gpus)]
     starts = [_start(recipe, settings, dataset)] + [["--load-epoch", str(phase.until_epoch)] for phase in phases[:-1]]
     return [[*common, "--num-epochs", str(phase.until_epoch), *start, *phase.arguments, *extra]
             for phase, start in zip(phases, starts)]
@@ -240,7 +242,8 @@ def build_parser():
     parser.add_argument("--num-epochs", type=positive_int, default=None,
                         help="end at this epoch: the phase it falls in ends there, later ones are left out "
                              "(default: the recipe's)")
-    parser.add_argument("--gpus", default=None, help="e.g. 0,1,2,3 (default: every GPU MXNet sees; '': the CPU)")
+    add_device_options(parser, default=None, help_text="cpu, or gpu:0,gpu:1,... (default: every GPU MXNet sees)",
+                       gpus_alias=True)
     parser.add_argument("--dry-run", action="store_true", help="print each phase's train.py command line, run none")
     return parser
 
@@ -261,5 +264,6 @@ def parse_request(argv):
     options, extra = build_parser().parse_known_args(argv)
     settings = Settings(rec_dir=options.rec_dir, runs_dir=options.runs_dir, pretrained_dir=options.pretrained_dir,
                         dataset=options.dataset, parent=options.parent, num_epochs=options.num_epochs,
-                        gpus=options.gpus, run_names=options.run_names)
+                        gpus=None if options.devices is None else gpu_numbers(options.devices),
+                        run_names=options.run_names)
     return Request(recipes_named(options.recipe), settings, tuple(extra), options.dry_run)

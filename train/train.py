@@ -15,17 +15,14 @@ if __name__ == "__main__" and sys.path and os.path.abspath(sys.path[0]) == os.pa
     # shadow the `train` package and break `import train.fit`.
     del sys.path[0]
 
-import mxnet as mx  # noqa: E402
-
 from data.cli import UserError, command  # noqa: E402
-from models import WeightImportError  # noqa: E402
-from train import checkpoint, data_iter, devices, fit, recipes, step  # noqa: E402
-from train.args import parse_args  # noqa: E402
+from train import data_iter, fit, recipes, run_folder  # noqa: E402
+from train.args import parse_config  # noqa: E402
+from train.backend import backend_class  # noqa: E402
 
 # Errors with a message meant for the user: one line `train: error: ...`, no traceback
-# (data.cli's convention also covers input errors, locks and OS errors).
-USER_ERRORS = (data_iter.DataFileError, devices.DeviceError, checkpoint.CheckpointError, fit.NonFiniteLossError,
-               step.FreezePatternError, WeightImportError)
+# (data.cli's convention also covers input errors, locks and OS errors); with the backend's.
+USER_ERRORS = (data_iter.DataFileError, run_folder.CheckpointError, fit.NonFiniteLossError)
 
 
 @command("train")
@@ -34,13 +31,14 @@ def _train(argv=None):
     request = recipes.parse_request(argv)
     if request is not None:
         return _run_recipes(request)
-    args = parse_args(argv)
+    config = parse_config(argv)
+    backend = backend_class(fit.FRAMEWORK)        # after the command line: --help loads no framework
     try:
-        fit.run(args)
-    except USER_ERRORS as err:
+        fit.run(config)
+    except USER_ERRORS + backend.user_errors as err:
         raise UserError(str(err)) from err
-    except mx.base.MXNetError as err:        # its text opens with "Traceback (most recent call last):"
-        raise RuntimeError("MXNet: %s" % data_iter.mxnet_message(err)) from err
+    except backend.framework_errors as err:
+        raise RuntimeError(backend.describe_error(err)) from err
     return 0
 
 
@@ -52,9 +50,9 @@ def _run_recipes(request):
     in a process)."""
     settings = request.settings
     if settings.gpus is None:
-        settings = dataclasses.replace(settings, gpus=devices.all_gpus())
+        settings = dataclasses.replace(settings, gpus=backend_class(fit.FRAMEWORK).all_gpus())
         if not settings.gpus:
-            print("train: no GPU found, training on the CPU (--gpus 0,1,... to choose)", file=sys.stderr, flush=True)
+            print("train: no GPU found, training on the CPU (--devices gpu:0,gpu:1,... to choose)", file=sys.stderr, flush=True)
     for recipe in request.recipes:
         phases = recipes.phase_arguments(recipe, settings, request.extra)
         for number, argv in enumerate(phases, 1):

@@ -13,8 +13,6 @@
   the ``x`` of the .npz file ``x``.
 - ``{"op": "backbone", ...}``: as ``load``, but through ``models.get_model(...,
   pretrained=params)``, which takes the file's backbone and keeps a fresh classifier.
-- ``{"op": "facts", "out"}``: ``out`` (.json) gets every registered network with its
-  family, feature width and published parameter count.
 """
 import json
 import sys
@@ -65,17 +63,7 @@ def backbone(job):
     np.savez(job["out"], **forward(net, np.load(job["x"])["x"]))
 
 
-def facts(job):
-    table = {}
-    for name in models.list_models():
-        spec = models.get_spec(name)
-        table[name] = {"family": spec.family, "feature_channels": spec.feature_channels,
-                       "published_params": spec.published_params}
-    with open(job["out"], "w", encoding="utf-8") as f:
-        json.dump(table, f)
-
-
-OPS = {"export": export, "load": load, "backbone": backbone, "facts": facts}
+OPS = {"export": export, "load": load, "backbone": backbone}
 
 
 def main(path):

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from models.configs import DenseNetConfig, network_names
+from models.specs import get_spec, list_models
 from models.torch_nets import UnsupportedArchitectureError, _densenet, create_torch_model
 from models.weight_convert import parameter_pairs
 from twin_helpers import BIG, BIG_MXNET, TINY
@@ -30,8 +31,8 @@ def test_importing_the_twins_loads_no_mxnet():
     assert "torch" in sys.modules and "mxnet" not in sys.modules
 
 
-def test_every_registered_network_has_a_twin(gluon_facts):
-    assert network_names() == sorted(gluon_facts)
+def test_every_registered_network_has_a_twin():
+    assert network_names() == list_models()
     assert set(TIMM_NAMES) == set(BIG)
 
 
@@ -47,20 +48,28 @@ def test_twin_of_a_published_network_is_timms_network(name):
 
 
 @pytest.mark.parametrize("name", BIG + BIG_MXNET)
-def test_twin_has_the_published_parameter_count(name, gluon_facts):
-    published = gluon_facts[name]["published_params"]
+def test_twin_has_the_published_parameter_count(name):
+    published = get_spec(name).published_params
     if published is None:
         pytest.skip("no published parameter count for %s" % name)
     assert trainable_parameters(create_torch_model(name, 1000, device="meta")) == pytest.approx(published, rel=0.005)
 
 
 @pytest.mark.parametrize("name", network_names())
-def test_twin_and_gluon_network_have_the_same_parameters(name, gluon_facts):
+def test_twin_and_gluon_network_have_the_same_parameters(name):
     """Every twin entry has its Gluon counterpart (weight_convert's table) and the feature
-    width of the Gluon network."""
+    width of the network's spec."""
     model = create_torch_model(name, 10, device="meta")
     assert set(model.state_dict()) == {p.torch for p in parameter_pairs(name)}
-    assert model.num_features == gluon_facts[name]["feature_channels"]
+    assert model.num_features == get_spec(name).feature_channels
+
+
+def test_twin_takes_the_architecture_a_run_records():
+    """The widths a ``*_mxnet`` ResNeXt took from MXNet's resnext.py file (tests/test_models.py:
+    a 32-wide first-stage bottleneck in 4 groups) build the same layers in the twin."""
+    model = create_torch_model("resnext_tiny_mxnet", 7, device="meta", config_overrides={"bottleneck_width": 32})
+    assert tuple(model.layer1[0].conv2.weight.shape) == (32, 8, 3, 3)
+    assert set(model.state_dict()) == {p.torch for p in parameter_pairs("resnext_tiny_mxnet")}
 
 
 def test_dpn_twin_ends_with_relu_like_the_authors_networks():
@@ -69,13 +78,13 @@ def test_dpn_twin_ends_with_relu_like_the_authors_networks():
 
 
 @pytest.mark.parametrize("name", TINY)
-def test_tiny_twin_runs_at_180_with_5270_classes(name, gluon_facts):
+def test_tiny_twin_runs_at_180_with_5270_classes(name):
     model = create_torch_model(name, 5270).eval()
     x = torch.rand(2, 3, 180, 180) * 255
     with torch.no_grad():
         features = model.forward_head(model.forward_features(x), pre_logits=True)
         assert model(x).shape == (2, 5270)
-    assert features.shape == (2, gluon_facts[name]["feature_channels"])
+    assert features.shape == (2, get_spec(name).feature_channels)
 
 
 def test_mxnet_input_batch_norm_keeps_gamma_fixed():
