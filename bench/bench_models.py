@@ -1,8 +1,8 @@
 """Benchmark: forward and forward+backward images/s of every network at 180x180.
 
     python bench/bench_models.py                          # all networks on the CPU
-    python bench/bench_models.py --gpus 0 --batch-size 64 --dtype float16
-    python bench/bench_models.py --models dpn92 densenet161 --gpus 0,1
+    python bench/bench_models.py --devices gpu:0 --batch-size 64 --dtype float16
+    python bench/bench_models.py --models dpn92 densenet161 --devices gpu:0,gpu:1
 
 Each network is built with 5,270 classes, hybridized (static memory) and fed random
 0-255 images; with several GPUs the batch is split across them (data parallel, as in
@@ -15,7 +15,6 @@ bench/results/models_<device>.md (``--out`` to change).
 import argparse
 import os
 import platform
-import sys
 import time
 
 import mxnet as mx
@@ -23,6 +22,7 @@ from mxnet import autograd, gluon
 
 import models
 from data.atomic import atomic_open
+from data.cli import UserError, add_common_options, add_device_options, command, gpu_numbers_of
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLASSES = 5270
@@ -32,7 +32,7 @@ REFERENCE_TRAINING = {"resnext101_32x4d": 580, "densenet161": 545, "dpn92": 535,
 
 
 def contexts_of(gpus):
-    """``--gpus`` ('' or '0,1') as a list of contexts."""
+    """GPU numbers ('' or '0,1', ``data.cli.gpu_numbers_of``) as a list of contexts."""
     ids = [int(i) for i in gpus.split(",") if i.strip()] if gpus else []
     return [mx.gpu(i) for i in ids] or [mx.cpu()]
 
@@ -109,16 +109,20 @@ def report(rows, args, contexts, load_before):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=None, help="networks to time (default: all registered)")
-    parser.add_argument("--gpus", default="", help="GPU ids, e.g. '0' or '0,1' (default: CPU)")
     parser.add_argument("--batch-size", type=int, default=None, help="per device (default: 8 on CPU, 64 on GPU)")
     parser.add_argument("--dtype", choices=("float32", "float16"), default="float32")
     parser.add_argument("--min-seconds", type=float, default=3.0)
     parser.add_argument("--min-batches", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--out", default=None, help="markdown report (default: bench/results/models_<device>.md)")
-    return parser.parse_args(argv)
+    add_device_options(parser, help_text="cpu, or gpu:0,gpu:1,... (--gpus 0,1 also works)", gpus_alias=True)
+    add_common_options(parser)
+    args = parser.parse_args(argv)
+    args.gpus = gpu_numbers_of(parser, args.devices)
+    return args
 
 
+@command("bench_models")
 def main(argv=None):
     args = parse_args(argv)
     contexts = contexts_of(args.gpus)
@@ -127,7 +131,7 @@ def main(argv=None):
     names = args.models or models.list_models()
     unknown = sorted(set(names) - set(models.list_models()))
     if unknown:
-        sys.exit("unknown model(s): %s" % ", ".join(unknown))
+        raise UserError("unknown model(s): %s" % ", ".join(unknown))
     rows, load_before = [], os.getloadavg()[0]
     for name in names:
         forward, train = bench_model(name, contexts, args.batch_size, args.dtype, args.min_seconds,

@@ -21,7 +21,8 @@ decoding, the transport and the collector set the pace.
 products/s counts from the moment the model workers are ready (model loading excluded)
 to the last product written. The model is built fresh (random weights: the cost is the
 same), on the device(s) given, so the same command measures a GPU machine. Results:
-bench/results/predict.md and .json.
+bench/results/predict.md and .json. ``--backend torch``: PyTorch model workers, the whole
+pipeline against the model alone (bench/bench_predict_torch.py).
 """
 import argparse
 import json
@@ -33,6 +34,8 @@ import subprocess
 import sys
 import tempfile
 import threading
+
+from data.cli import add_device_options
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "out")
@@ -199,10 +202,16 @@ def measure_here(spec):
             "peak_pss_mb": memory.peak / 2 ** 20}
 
 
-def measure(spec):
-    out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], check=True, capture_output=True,
+def in_fresh_process(script, spec):
+    """The measurement of `spec` by ``script --worker SPEC`` (a fresh process): its last
+    line of output, JSON."""
+    out = subprocess.run([sys.executable, script, "--worker", json.dumps(spec)], check=True, capture_output=True,
                          text=True).stdout
-    result = json.loads(out.strip().splitlines()[-1])
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def measure(spec):
+    result = in_fresh_process(__file__, spec)
     print(f"  {result['model']:>12} {result['kind']:>10}  decoders {result['decoders']}  "
           f"{result['products']:>6} products  {result['products_per_second']:8.1f} products/s  "
           f"peak {result['peak_pss_mb']:7.0f} MB", flush=True)
@@ -279,18 +288,26 @@ def main(argv=None):
     p.add_argument("--models", default=f"dpn_tiny,{POOL_DENSE}",
                    help=f"comma-separated registered networks, or {POOL_DENSE} (default dpn_tiny,{POOL_DENSE})")
     p.add_argument("--classes", type=int, default=5270)
-    p.add_argument("--devices", default="cpu", help="cpu or gpu:0 (one model worker per device)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--tta", default="flip")
     p.add_argument("--repeats", type=int, default=1, help="runs of each throughput measurement (best kept)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--backend", choices=("mxnet", "torch"), default="mxnet",
+                   help="torch: PyTorch model workers, the whole pipeline against the model alone "
+                        "(bench/bench_predict_torch.py; networks other than pool_dense)")
+    p.add_argument("--decoders", type=int, default=2, help="decoder processes of --backend torch (default 2)")
+    p.add_argument("--input", help="a .rec or .bson for --backend torch (default: the synthetic BSON of --products)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the networks (--backend torch)")
+    add_device_options(p, help_text="cpu or gpu:0 (one model worker per device)")
     args = p.parse_args(argv)
     if args.worker:
         print(json.dumps(measure_here(json.loads(args.worker))))
         return
-    load_before = os.getloadavg()[0]
-    args.devices = [d for d in args.devices.split(",") if d]
     args.models = [m for m in args.models.split(",") if m]
+    if args.backend == "torch":
+        from bench_predict_torch import main_torch
+        return main_torch(args)
+    load_before = os.getloadavg()[0]
     os.makedirs(OUT, exist_ok=True)
     small, large = ensure_bson(args.products), ensure_bson(4 * args.products)
     results = []

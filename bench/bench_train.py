@@ -1,7 +1,7 @@
 """Benchmark: training images/s of the input pipeline alone and of whole training steps.
 
     python bench/bench_train.py                                   # this CPU: input + tiny nets + dpn92
-    python bench/bench_train.py --gpus 0 --dtype float16 --networks dpn92 --batch-size 64
+    python bench/bench_train.py --devices gpu:0 --dtype float16 --networks dpn92 --batch-size 64
     python bench/bench_train.py --rec work/rec/A_train.rec        # a real training file
 
 1. Input pipeline: the training iterator of ``train.data_iter`` as ``train/train.py`` uses
@@ -13,42 +13,32 @@
    exactly what a run does per batch) over the devices given, once fed by the real
    iterator ("end to end") and once on one batch kept in device memory ("compute only"),
    at the input size of the model spec (180x180) unless ``--image-size`` says otherwise.
-   With ``--gpus`` it runs unchanged on GPUs; ``--dtype float16`` trains in float16 with
+   With ``--devices gpu:0`` it runs unchanged on GPUs; ``--dtype float16`` trains in float16 with
    float32 master weights, as ``--dtype float16`` of train/train.py.
 
 Without ``--rec`` a synthetic Kaggle-format set (data.synth: 180x180 JPEGs of quality 75,
 like the real ones) is written and converted by data.bson2rec into ``--work``.
-Results go to bench/results/train_<device>.md.
+Results go to bench/results/train_<device>.md. With ``--backend torch`` the PyTorch
+backend is measured instead (``bench_train_torch.py``, in a process without MXNet).
 """
 import argparse
 import logging
 import os
-import platform
+import sys
 import time
 
-import mxnet as mx
+from bench_train_common import HERE, REFERENCE_MACHINE, cpu_name, publish, requested_backend, synthetic_rec
 
-import models
-from data import bson2rec, synth
-from data.atomic import atomic_open
-from train import backend_mxnet, data_iter, devices, fit
-from train.args import parse_config as train_args
+if __name__ == "__main__" and requested_backend(sys.argv[1:]) == "torch":
+    from bench_train_torch import main as torch_main   # PyTorch's benchmark: MXNet is never imported
+    raise SystemExit(torch_main(sys.argv[1:]))
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-# Whole-machine training throughput of the reference on 8 Pascal GPUs (REFERENCE.md).
-REFERENCE_MACHINE = {"dpn92": 535, "dpn98": 380, "dpn107": 246, "dpn131": 275, "resnext101_32x4d": 580,
-                     "resnext101_64x4d": 340, "se_resnext101_64x4d": 274, "densenet161": 545}
+import mxnet as mx  # noqa: E402
 
-
-def synthetic_rec(work_dir, products):
-    """A training .rec of `products` synthetic products (built once, then reused)."""
-    rec = os.path.join(work_dir, "bench_train.rec")
-    if not os.path.exists(rec):
-        synth.generate(work_dir, train_products=products, test_products=1, categories=50, seed=7, progress=False)
-        bson2rec.convert(os.path.join(work_dir, "train.bson"), rec,
-                         bson2rec.ConvertOptions(categories=os.path.join(work_dir, "category_names.csv")),
-                         progress=False)
-    return rec
+import models  # noqa: E402
+from data.cli import add_device_options, gpu_numbers_of  # noqa: E402
+from train import backend_mxnet, data_iter, devices, fit  # noqa: E402
+from train.args import parse_config as train_args  # noqa: E402
 
 
 def drain(batches, limit):
@@ -121,22 +111,15 @@ def training_speeds(network, record, contexts, batch_size, dtype, image_size, mi
     return end_to_end, compute_only
 
 
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--backend", choices=("mxnet", "torch"), default="mxnet",
+                        help="torch: the PyTorch backend's benchmark (bench_train_torch.py --help)")
     parser.add_argument("--rec", default=None, help="training .rec to read (default: a synthetic one in --work)")
     parser.add_argument("--work", default=os.path.join(HERE, "out", "train"), help="folder for the synthetic set")
     parser.add_argument("--products", type=int, default=3000, help="synthetic products (~1.7 images each)")
     parser.add_argument("--networks", nargs="+", default=["dpn_tiny", "resnext_tiny", "densenet_tiny", "dpn92"])
-    parser.add_argument("--gpus", default="", help="GPUs, e.g. 0 or 0,1 (default: CPU)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per step over all devices")
     parser.add_argument("--dtype", choices=("float32", "float16"), default="float32")
     parser.add_argument("--image-size", type=int, default=None, help="default: the model's (180)")
@@ -145,7 +128,9 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3, help="alternating rounds of the input measurement")
     parser.add_argument("--min-seconds", type=float, default=10.0, help="per training measurement")
     parser.add_argument("--out", default=None)
+    add_device_options(parser, help_text="cpu, or gpu:0,gpu:1,... (--gpus 0,1 also works)", gpus_alias=True)
     args = parser.parse_args(argv)
+    args.gpus = gpu_numbers_of(parser, args.devices)
 
     contexts = devices.training_contexts(args.gpus)
     device = "gpu" if args.gpus else "cpu"
@@ -180,11 +165,7 @@ def main(argv=None):
         reference = REFERENCE_MACHINE.get(network)
         lines.append("| %s | %.1f | %.1f | %.1f | %s |" % (network, end_to_end, compute_only,
                                                          end_to_end / len(contexts), reference or ""))
-    out = args.out or os.path.join(HERE, "results", "train_%s.md" % device)
-    with atomic_open(out, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print("written to %s" % out)
+    publish(lines, args.out or os.path.join(HERE, "results", "train_%s.md" % device))
     return 0
 
 

@@ -109,7 +109,7 @@ from data.atomic import atomic_open, exclusive_output, write_json
 from data.bson_index import BsonIndex
 from data.bson_layout import NO_CATEGORY, locate_pictures
 from data.categories import CategoryMap, UnknownCategoryError
-from data.cli import add_common_options, command, positive_int
+from data.cli import add_common_options, add_skip_bad_option, add_workers_option, command, setup_logging
 from data.conversion_report import ConversionReport, SelectionCounts, seal, up_to_date
 from data.errors import DataInputError, PictureError, SkipBad, StaleIndexError
 from data.jpeg import describe as describe_jpeg_problem
@@ -809,8 +809,8 @@ def parse_args(argv=None):
     parser.add_argument("--verify-jpeg", action=argparse.BooleanOptionalAction, default=True,
                         help="leave out (with --skip-bad) or stop at pictures that will not decode, as the index "
                              "found them (default; --no-verify-jpeg writes every picture as it is)")
-    parser.add_argument("--skip-bad", action="store_true", help="skip bad input and list it in the report")
-    parser.add_argument("--workers", type=positive_int, default=os.cpu_count(), help="processes (default: all cores)")
+    add_skip_bad_option(parser)
+    add_workers_option(parser)
     parser.add_argument("--part-mb", type=float, default=DEFAULT_PART_MB,
                         help="BSON megabytes per part (the unit of parallel work and of resuming)")
     parser.add_argument("--digests", help="cache of per-image MD5s (default: <bson>.image_md5.npz)")
@@ -831,7 +831,7 @@ def parse_args(argv=None):
 @command("bson2rec")
 def main(argv=None):
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging()
     fields = {f.name for f in dataclasses.fields(ConvertOptions)}
     options = ConvertOptions(**{k: v for k, v in vars(args).items() if k in fields})
     report = convert(args.bson, args.out, options, progress=args.progress)

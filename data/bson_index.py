@@ -27,7 +27,7 @@ import numpy as np
 
 from data.bson_layout import NO_CATEGORY, kaggle_picture_spans
 from data.bson_scan import CHUNK_BYTES, KINDS, PictureTable, problem_record, scan_bson
-from data.cli import add_common_options, command
+from data.cli import add_common_options, add_skip_bad_option, command, setup_logging
 from data.errors import BsonFormatError, SkipBad, StaleIndexError
 from data.npz_store import cached_or_built, file_signature, load_cached, same_file_version, save_npz
 from data.picture_facts import CONVERSION_FACTS
@@ -402,14 +402,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="bson_index", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bson", nargs="+", help="BSON file(s) to index")
-    parser.add_argument("--skip-bad", action="store_true",
-                        help="report and skip bad documents instead of stopping at the first one")
+    add_skip_bad_option(parser, "report and skip bad documents instead of stopping at the first one")
     parser.add_argument("--kind", choices=KINDS, default="auto",
                         help="train requires category_id in every product (default: decided by the first one)")
     parser.add_argument("--rebuild", action="store_true", help="ignore a cached index")
     add_common_options(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    setup_logging()
     for path in args.bson:
         index = BsonIndex.load_or_build(path, skip_bad=args.skip_bad, kind=args.kind, progress=args.progress,
                                         rebuild=args.rebuild)

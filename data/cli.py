@@ -27,7 +27,7 @@ import socket
 import sys
 import traceback
 
-from data.devices import device_list, gpu_devices
+from data.devices import device_list, gpu_devices, gpu_numbers
 from data.errors import DataInputError
 from data.locks import OutputLockedError
 
@@ -99,6 +99,15 @@ def add_device_options(parser, default="cpu", help_text="devices: cpu, or gpu:0,
                            translate=gpu_devices, new_type=devices_arg, default=argparse.SUPPRESS,
                            help="GPU numbers, e.g. 0,1: the older spelling of --devices gpu:0,gpu:1")
     return group
+
+
+def gpu_numbers_of(parser, devices):
+    """`--devices` as the GPU numbers ``"0,1"`` (``""``: the CPU) that training and its
+    benchmarks take (``data.devices.gpu_numbers``); a mix of CPU and GPU is the parser's error."""
+    try:
+        return gpu_numbers(devices)
+    except ValueError as error:
+        parser.error(f"--devices: {error}")
 
 
 def add_workers_option(parser, help_text="processes (default: all cores)"):

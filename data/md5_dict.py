@@ -68,7 +68,7 @@ from tqdm import tqdm
 from data.atomic import exclusive_output
 from data.bson_index import BsonIndex
 from data.bson_layout import NO_CATEGORY
-from data.cli import add_common_options, command, positive_int
+from data.cli import add_common_options, add_skip_bad_option, add_workers_option, command, setup_logging
 from data.npz_store import cached_or_built, file_signature, load_cached, load_versioned, save_npz
 from data.parallel import ordered_map
 from data.rows import image_rows
@@ -387,11 +387,11 @@ def main(argv=None):
     parser.add_argument("--split", help="split file (data.split_train_bson): count one side only")
     parser.add_argument("--side", choices=SIDES, default="train", help="side of --split to count (default train)")
     parser.add_argument("--digests", help="cache of the per-image MD5s (default: <bson>.image_md5.npz)")
-    parser.add_argument("--workers", type=positive_int, default=os.cpu_count(), help="processes (default: all cores)")
-    parser.add_argument("--skip-bad", action="store_true", help="skip bad documents of the BSON file")
+    add_workers_option(parser)
+    add_skip_bad_option(parser, "skip bad documents of the BSON file")
     add_common_options(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging()
     with exclusive_output(args.out):
         dictionary = build_dictionary(args.bson, args.split, args.side, args.skip_bad, args.digests, args.workers,
                                       args.progress)

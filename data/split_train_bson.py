@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from data.atomic import atomic_open, exclusive_output
 from data.bson_index import BsonIndex
-from data.cli import add_common_options, command
+from data.cli import add_common_options, add_skip_bad_option, command, setup_logging
 from data.npz_store import file_signature, load_versioned, save_npz
 
 log = logging.getLogger(__name__)
@@ -135,10 +135,10 @@ def main(argv=None):
                         help="random seed: 12648430 for DATASET_A (default), 1 for DATASET_B")
     parser.add_argument("--ratio", type=float, default=DEFAULT_RATIO, help="validation share (default 0.05)")
     parser.add_argument("--bson-prefix", help="also write PREFIX_train.bson and PREFIX_val.bson")
-    parser.add_argument("--skip-bad", action="store_true", help="split the good products of a file with bad documents")
+    add_skip_bad_option(parser, "split the good products of a file with bad documents")
     add_common_options(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging()
     outputs = [args.out] + ([f"{args.bson_prefix}_{side}.bson" for side in SIDES] if args.bson_prefix else [])
     with contextlib.ExitStack() as locks:
         for path in outputs:

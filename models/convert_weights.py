@@ -18,6 +18,7 @@ import sys
 import numpy as np
 
 from data.atomic import atomic_path
+from data.cli import add_common_options, command
 from models import params_file
 from models.configs import network_names
 from models.weight_convert import from_torchvision_names, gluon_to_torch, torch_to_gluon
@@ -60,18 +61,17 @@ def convert(src, dst, network):
                      % ("/".join(TORCH_SUFFIXES), src, dst))
 
 
+@command("convert_weights")
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m models.convert_weights", description=__doc__,
+    parser = argparse.ArgumentParser(prog="convert_weights", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("src", help="a Gluon .params file, or a PyTorch state dict / timm or torchvision file")
     parser.add_argument("dst", help="the file to write: .params, or %s" % " / ".join(TORCH_SUFFIXES))
     parser.add_argument("--network", required=True, choices=network_names(), metavar="NAME",
                         help="the registered network both files belong to")
+    add_common_options(parser)
     args = parser.parse_args(argv)
-    try:
-        count = convert(args.src, args.dst, args.network)
-    except (ValueError, OSError) as error:
-        parser.exit(1, "error: %s\n" % error)
+    count = convert(args.src, args.dst, args.network)
     print("%s -> %s: %d entries (%s)" % (args.src, args.dst, count, args.network))
     return 0
 

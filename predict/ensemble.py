@@ -34,7 +34,7 @@ import logging  # noqa: E402
 
 from data.atomic import exclusive_output  # noqa: E402
 from data.categories import CategoryMap  # noqa: E402
-from data.cli import UserError, add_common_options, command  # noqa: E402
+from data.cli import UserError, add_common_options, command, setup_logging  # noqa: E402
 from predict.combine import ENSEMBLE_METHODS  # noqa: E402
 from predict.ensembling import (describe_missing, evaluate, load_predictions, missing_documents,  # noqa: E402
                                 naming_errors, product_hash_classes, submission_classes, submission_compressed,
@@ -90,7 +90,7 @@ def check_complete(preds, submission, allow_missing):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging()
     if not args.preds and not args.logs:
         parser.error("give --preds and/or --logs")
     if args.submission and not args.preds:

@@ -89,20 +89,20 @@ class CheckpointModel:
     def load(self, ctx):
         from train.checkpoint import load_for_inference
         net, meta = load_for_inference(self.path, epoch=self.epoch, ctx=ctx)   # names a truncated .params
-        return self.loaded(net, meta, "mxnet", meta["params"])
+        return self.loaded(net, meta, "mxnet")
 
     def load_torch(self, device):
         """The model on ``torch.device`` `device` (predict.torch_models)."""
         from predict.torch_models import load_checkpoint
-        net, meta, weights = load_checkpoint(self, device, self.compile)
-        return self.loaded(net, meta, "torch", weights)
+        net, meta = load_checkpoint(self, device, self.compile)
+        return self.loaded(net, meta, "torch")
 
-    def loaded(self, net, meta, framework, weights):
-        """The `LoadedModel` of `net`, loaded by `framework` from the file `weights` of the
-        checkpoint whose metadata is `meta`."""
+    def loaded(self, net, meta, framework):
+        """The `LoadedModel` of `net`, loaded by `framework` from the checkpoint whose
+        metadata is `meta`."""
         report = self.class_prior or training_report(meta)
         histogram = class_histogram(report, int(meta["classes"])) if report else None
-        info = {"checkpoint": os.path.abspath(self.path), "params": os.path.abspath(weights),
+        info = {"checkpoint": os.path.abspath(self.path), "params": os.path.abspath(meta["params"]),
                 "model": meta.get("model"), "epoch": meta.get("epoch"), "framework": framework,
                 "weights_framework": meta["framework"], "class_prior": os.path.abspath(report) if report else None}
         return LoadedModel(self.name, net, of_checkpoint(meta), int(meta["classes"]), info, histogram)

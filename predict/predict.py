@@ -13,6 +13,12 @@ Each model gets its input as its checkpoint says (``image_shape``, ``mean``, ``s
 its epoch-NNNN.json; predict.preprocess), so models of different input sizes predict in
 one run; there is no ``--image-size`` any more.
 
+Each model runs on its run's framework (MXNet for Gluon runs, PyTorch for PyTorch runs),
+or on ``--backend``'s: ``--backend torch`` converts Gluon runs on load and runs them on
+PyTorch (bf16 and channels_last on GPUs; ``--compile``: ``torch.compile``), the way to
+predict on H100/H200 GPUs, which MXNet 1.9.1 cannot use. A model worker runs one
+framework: a run of models of both frameworks needs ``--backend torch``.
+
 Every product whose ``_id`` can be read gets a row. One without any decodable picture
 (``--skip-bad-images``), or a test document that could not be read but whose ``_id`` could
 (``--skip-bad``), gets the training class prior, whose top class is the most frequent
@@ -32,14 +38,13 @@ if __name__ == "__main__" and sys.path and os.path.abspath(sys.path[0]) == os.pa
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import logging  # noqa: E402
 
 from data.categories import CategoryMap  # noqa: E402
 from data.cli import (OldSpelling, add_common_options, add_device_options, add_skip_bad_option, command,  # noqa: E402
                       positive_int, setup_logging)
 from predict.combine import COMBINERS, parse_combiners  # noqa: E402
 from predict.decode import TTA_CHOICES, Views  # noqa: E402
-from predict.inference import CheckpointModel  # noqa: E402
+from predict.inference import FRAMEWORKS, CheckpointModel  # noqa: E402
 from predict.md5_modes import MD5_MODES, parse_md5_modes  # noqa: E402
 from predict.pipeline import TRANSPORTS, PipelineConfig  # noqa: E402
 from predict.run import predict_input  # noqa: E402
@@ -81,6 +86,10 @@ def build_parser():
     p.add_argument("--stall-timeout", type=float, default=300,
                    help="fail when no product completes for this many seconds")
     add_device_options(p, help_text="one model worker per device: cpu, gpu:0,gpu:1, ...")
+    p.add_argument("--backend", choices=FRAMEWORKS,
+                   help="framework of the model workers (default: each run's own, mxnet for Gluon runs); torch "
+                        "converts Gluon runs on load and runs bf16 + channels_last on GPUs")
+    p.add_argument("--compile", action="store_true", help="torch.compile every network (--backend torch)")
     add_common_options(p)
     return p
 
@@ -93,7 +102,10 @@ def main(argv=None):
     if args.names and len(args.names) != len(args.models):
         parser.error(f"--names gives {len(args.names)} names for {len(args.models)} models")
     names = args.names or [None] * len(args.models)
-    handles = [CheckpointModel(path, args.epoch, name, args.class_prior) for path, name in zip(args.models, names)]
+    if args.compile and args.backend != "torch":
+        parser.error("--compile needs --backend torch")
+    handles = [CheckpointModel(path, args.epoch, name, args.class_prior, args.backend, args.compile)
+               for path, name in zip(args.models, names)]
     config = PipelineConfig(decoders=args.decoders, batch_size=args.batch_size,
                             views=Views.parse(args.tta, args.crop_size),
                             devices=args.devices, transport=args.transport,

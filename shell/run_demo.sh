@@ -7,7 +7,11 @@
 #
 # Settings from the environment: WORK [work], TRAIN_PRODUCTS [3000], TEST_PRODUCTS [500],
 # CATEGORIES_N [20], EPOCHS [5], BATCH_SIZE [64], NETWORKS ["dpn_tiny resnext_tiny"],
-# DECODERS [2], PYTHON [.venv/bin/python, else python3].
+# DECODERS [2], DEVICES [cpu; e.g. gpu:0,gpu:1: training's and the predictor's devices],
+# BACKEND [mxnet; torch: every network trained and predicted with PyTorch; both: the first
+# network trained with MXNet, the others with PyTorch, all predicted with PyTorch (Gluon runs
+# converted on load), so that the ensemble mixes the two frameworks],
+# PYTHON [.venv/bin/python, else python3].
 # Re-running reuses every output that is already built and valid.
 set -eu
 
@@ -19,6 +23,13 @@ EPOCHS=${EPOCHS:-5}
 BATCH_SIZE=${BATCH_SIZE:-64}
 NETWORKS=${NETWORKS:-dpn_tiny resnext_tiny}
 DECODERS=${DECODERS:-2}
+DEVICES=${DEVICES:-cpu}
+BACKEND=${BACKEND:-mxnet}
+case "$BACKEND" in
+    mxnet) PREDICT_BACKEND="" ;;
+    torch|both) PREDICT_BACKEND="--backend torch" ;;
+    *) echo "run_demo: error: BACKEND must be mxnet, torch or both, not '$BACKEND'" >&2; exit 2 ;;
+esac
 if [ -z "${PYTHON:-}" ]; then
     if [ -x "${VENV:-.venv}/bin/python" ]; then PYTHON=${VENV:-.venv}/bin/python; else PYTHON=python3; fi
 fi
@@ -51,11 +62,16 @@ DATA_DIR=$SYNTH REC_DIR=$REC run sh shell/bson2rec_trainval.sh
 step "4/7 training: $NETWORKS on dataset A"
 RUN_DIRS=""
 for network in $NETWORKS; do
-    run "$PYTHON" train/train.py --network "$network" \
+    case "$BACKEND" in
+        both) if [ -z "$RUN_DIRS" ]; then backend=mxnet; else backend=torch; fi ;;
+        *) backend=$BACKEND ;;
+    esac
+    run "$PYTHON" train/train.py --backend "$backend" --network "$network" \
         --data-train "$REC/A_train.rec" --data-val "$REC/A_val.rec" --num-classes "$CATEGORIES_N" \
         --batch-size "$BATCH_SIZE" --num-epochs "$EPOCHS" --optimizer nadam --lr 2e-3 \
         --lr-step-epochs "$((EPOCHS - 2)),$((EPOCHS - 1))" --lr-factor 0.2 --label-smoothing 0.1 \
-        --wd 4e-5 --data-nthreads 2 --disp-batches 20 --model-dir "$RUNS/${network}_A" --resume
+        --wd 4e-5 --data-nthreads 2 --disp-batches 20 --model-dir "$RUNS/${network}_A" --resume \
+        --devices "$DEVICES"
     RUN_DIRS="$RUN_DIRS $RUNS/${network}_A"
 done
 
@@ -68,8 +84,8 @@ predict() {
     done
     if [ -z "$stale" ]; then echo "reusing predictions in $2" >&2; return; fi
     # shellcheck disable=SC2086
-    run "$PYTHON" predict/predict.py --input "$1" --models $RUN_DIRS --categories "$CSV" --out "$2" \
-        --decoders "$DECODERS" --batch-size 64 --tta flip --md5-dict "$3" --md5-mode none,unique \
+    run "$PYTHON" predict/predict.py --input "$1" --models $RUN_DIRS $PREDICT_BACKEND --categories "$CSV" --out "$2" \
+        --decoders "$DECODERS" --devices "$DEVICES" --batch-size 64 --tta flip --md5-dict "$3" --md5-mode none,unique \
         --combiners all --no-progress
 }
 

@@ -3,7 +3,7 @@
 # (train/recipes.py; list them with `python train/train.py --recipe all --help`):
 #   sh shell/train_all.sh [M01 M02 ...] [train.py arguments...]   (default: all, parents first)
 # Run folders: $RUNS_DIR/Mxx_<network>; M11 starts from M07's, M13 from M09's. Every phase resumes,
-# so the whole list can be re-run after an interruption. Settings (GPUS, BATCH_SIZE, GRAD_ACCUM,
+# so the whole list can be re-run after an interruption. Settings (DEVICES or GPUS, BATCH_SIZE, GRAD_ACCUM,
 # REC_DIR, NUM_EPOCHS, ...): see shell/train_common.sh; DATASET, MODEL_DIR and PARENT are each
 # model's own here.
 set -eu

@@ -14,7 +14,8 @@
 #                BATCH_SIZE=64 GRAD_ACCUM=8 on one GPU [1]
 #   NUM_EPOCHS   the epoch training ends at: the phase it falls in ends there, later phases are
 #                left out [the recipe's]
-#   DTYPE        float32 (the reference) or float16 (GPU) [float32]
+#   BACKEND      mxnet (Gluon) or torch (PyTorch: Hopper and newer GPUs, one GPU per process) [mxnet]
+#   DTYPE        float32 (the reference) or float16 (GPU); with BACKEND=torch also bfloat16 [float32]
 #   KV_STORE     device, local, nccl [device]
 #   RUNS_DIR     [work/runs]
 #   MODEL_DIR    run folder [$RUNS_DIR/<network>_$DATASET; shell/train_all.sh: $RUNS_DIR/Mxx_<network>]
@@ -50,6 +51,7 @@ run_recipes() {
         ${DEVICES:+--devices "$DEVICES"} \
         ${BATCH_SIZE:+--batch-size "$BATCH_SIZE"} ${GRAD_ACCUM:+--grad-accum "$GRAD_ACCUM"} \
         ${NUM_EPOCHS:+--num-epochs "$NUM_EPOCHS"} ${DTYPE:+--dtype "$DTYPE"} ${KV_STORE:+--kv-store "$KV_STORE"} \
+        ${BACKEND:+--backend "$BACKEND"} \
         ${RUNS_DIR:+--runs-dir "$RUNS_DIR"} ${MODEL_DIR:+--model-dir "$MODEL_DIR"} ${PARENT:+--parent "$PARENT"} \
         ${PRETRAINED_DIR:+--pretrained-dir "$PRETRAINED_DIR"} ${PRETRAINED+--pretrained "$PRETRAINED"} \
         ${NUM_CLASSES:+--num-classes "$NUM_CLASSES"} "$@"

@@ -4,45 +4,31 @@
 split into a training and a validation BSON, an MD5 dictionary of the training side, and
 two tiny networks (dpn_tiny, resnext_tiny) trained a few steps on the training side and
 saved as training runs (train.checkpoint layout). Built once per folder and cached, so
-every test module of a session shares it (fixtures `world` and `categories`, which the
-test modules import). `write_val_rec` writes a validation `.rec` of
-data.bson2rec's contract from a BSON file.
+every test module of a session shares it (fixtures `world` and `categories` of
+conftest.py). `write_val_rec` writes a validation `.rec` of data.bson2rec's contract from
+a BSON file.
 """
 import collections
 import functools
 import os
 import time
 
-import bson
 import cv2
 import mxnet as mx
 import numpy as np
-import pytest
 from mxnet import gluon
 
 import models
 from data.categories import CategoryMap
 from data.md5_dict import build_dictionary
 from data.synth import generate
+from helpers import read_docs, write_bson, write_pictures_rec
 from predict.inference import CheckpointModel
-from recfixtures import write_pictures_rec
 from train.checkpoint import save_checkpoint
 
 MODEL_NAMES = ("dpn_tiny", "resnext_tiny")
 
 World = collections.namedtuple("World", "folder train_bson val_bson test_bson categories md5_dict runs")
-
-
-def read_docs(path):
-    with open(path, "rb") as f:
-        return list(bson.decode_file_iter(f))
-
-
-def write_docs(path, docs):
-    with open(path, "wb") as f:
-        for doc in docs:
-            f.write(bson.encode(doc))
-    return path
 
 
 def training_arrays(docs, categories):
@@ -58,7 +44,7 @@ def training_arrays(docs, categories):
 
 def write_val_rec(bson_path, categories, rec_path):
     """The validation .rec of data.bson2rec's contract: one record per image, file order,
-    written with data.recordio's writer (recfixtures.write_pictures_rec)."""
+    written with data.recordio's writer (helpers.write_pictures_rec)."""
     records = [(categories.class_of(doc["category_id"]), doc["_id"], number, img["picture"])
                for doc in read_docs(bson_path) for number, img in enumerate(doc["imgs"])]
     return write_pictures_rec(rec_path[:-4], *zip(*records))
@@ -87,8 +73,8 @@ def train_tiny_run(run_dir, model_name, images, labels, classes, steps=6, batch_
 def synthetic_world(folder):
     generate(folder, train_products=240, test_products=60, categories=6, seed=5, progress=False)
     docs = read_docs(os.path.join(folder, "train.bson"))
-    train_bson = write_docs(os.path.join(folder, "A_train.bson"), [d for i, d in enumerate(docs) if i % 4])
-    val_bson = write_docs(os.path.join(folder, "A_val.bson"), [d for i, d in enumerate(docs) if i % 4 == 0])
+    train_bson = write_bson(os.path.join(folder, "A_train.bson"), [d for i, d in enumerate(docs) if i % 4])
+    val_bson = write_bson(os.path.join(folder, "A_val.bson"), [d for i, d in enumerate(docs) if i % 4 == 0])
     categories_csv = os.path.join(folder, "category_names.csv")
     categories = CategoryMap.from_csv(categories_csv)
     md5_dict = build_dictionary(train_bson, workers=1, progress=False).save(os.path.join(folder, "A_train.md5.npz"))
@@ -96,16 +82,6 @@ def synthetic_world(folder):
     runs = tuple(train_tiny_run(os.path.join(folder, "runs", name), name, images, labels, len(categories), seed=k)
                  for k, name in enumerate(MODEL_NAMES))
     return World(folder, train_bson, val_bson, os.path.join(folder, "test.bson"), categories_csv, md5_dict, runs)
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return synthetic_world(str(tmp_path_factory.getbasetemp() / "predict-world"))
-
-
-@pytest.fixture(scope="module")
-def categories(world):
-    return CategoryMap.from_csv(world.categories)
 
 
 class SlowNet:

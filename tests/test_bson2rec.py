@@ -17,7 +17,6 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from conftest import file_bytes, jpeg_bytes, make_products, read_sequentially, with_magic_words, write_bson
 from data.bson_index import BsonIndex
 from data.bson2rec import ConvertOptions, convert, output_paths, plan_parts, shuffled_order
 from data.categories import CategoryMap
@@ -26,31 +25,8 @@ from data.md5_dict import build_dictionary
 from data.picture_facts import RECORDIO_MAGIC_WORDS
 from data.recordio import MAGIC_BYTES, aligned_magic_words
 from data.split_train_bson import Split
-
-CATEGORIES = [1000000000 + 17 * c for c in range(5)]      # make_products' default categories
-
-
-def write_categories(path, categories=CATEGORIES):
-    """A category_names.csv whose row order (= class ids) is not the id order."""
-    rows = [f"{c},L1 {c % 2},L2 {c % 3},L3 {c}" for c in reversed(categories)]
-    path.write_text("category_id,category_level1,category_level2,category_level3\n" + "\n".join(rows) + "\n")
-    return str(path)
-
-
-def read_records(rec_path):
-    """[(label, product_id, image_number, image bytes)] in key order, read by MXNet through the .idx."""
-    _, idx_path, _ = output_paths(str(rec_path))
-    reader = mx.recordio.MXIndexedRecordIO(idx_path, str(rec_path), "r")
-    try:
-        assert reader.keys == list(range(len(reader.keys)))
-        out = []
-        for key in reader.keys:
-            header, image = mx.recordio.unpack(reader.read_idx(key))
-            out.append((header.label, header.id, header.id2, image))
-        return out
-    finally:
-        reader.close()
-
+from helpers import (CATEGORIES, file_bytes, jpeg_bytes, make_products, read_records, read_sequentially, with_magic_words,
+                     write_bson, write_categories)
 
 def expected_images(docs, category_map=None):
     """{(product_id, image_number): (label, jpeg)} of every image of `docs`."""

@@ -6,12 +6,12 @@ import bson
 import numpy as np
 import pytest
 
-from conftest import make_products, with_magic_words, write_bson
 from data.bson_index import BsonIndex, index_path_for
 from data.bson_scan import scan_bson
 from data.errors import BsonFormatError
 from data.picture_facts import JPEG_PROBLEMS, RECORDIO_MAGIC_WORDS
 from data.recordio import aligned_magic_words
+from helpers import make_products, with_magic_words, write_bson
 
 
 def decode_all(path):
@@ -192,7 +192,7 @@ def test_cli_prints_summary(tmp_path, capsys):
 def test_other_layouts_take_the_general_path(tmp_path):
     """int64 ids, another key order and extra keys are valid BSON products too."""
     from bson.int64 import Int64
-    from conftest import jpeg_bytes
+    from helpers import jpeg_bytes
     docs = [
         {"category_id": Int64(1000000017), "_id": Int64(2**40), "imgs": [{"picture": jpeg_bytes(1)}]},
         {"_id": 7, "extra": "é", "imgs": [{"picture": jpeg_bytes(k)} for k in range(12)], "category_id": 5},

@@ -12,11 +12,10 @@ import sys
 
 import pytest
 
-from conftest import make_products, write_bson
 from data.bson_index import BsonIndex
 from data.locks import output_lock
 from data.split_train_bson import Split
-from test_bson2rec import write_categories
+from helpers import make_products, write_bson, write_categories
 
 
 @contextlib.contextmanager

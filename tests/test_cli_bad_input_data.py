@@ -14,10 +14,9 @@ import bson
 import numpy as np
 import pytest
 
-from conftest import make_products, write_bson
 from data.bson2rec import output_paths
 from data.categories import CategoryMap
-from test_bson2rec import CATEGORIES, read_records, write_categories
+from helpers import CATEGORIES, make_products, read_records, write_bson, write_categories
 
 NEGATIVE_ID = -5
 ROOT = pathlib.Path(__file__).resolve().parent.parent

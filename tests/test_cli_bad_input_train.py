@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from data.recordio import read_idx
-from recfixtures import (synthetic_pictures, synthetic_products, write_checkpoints, write_pictures_rec,
-                         write_synthetic_dataset)
+from helpers import synthetic_pictures, synthetic_products, write_pictures_rec, write_synthetic_dataset
+from recfixtures import write_checkpoints
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_CLASSES = 4

@@ -14,6 +14,7 @@ import pytest
 from data.bson_index import BsonIndex
 from data.categories import CategoryMap
 from data.md5_dict import Md5Dictionary, build_dictionary
+from helpers import read_docs, write_bson
 from predict.combine import COMBINERS, combine_models
 from predict.decode import Views
 from predict.ensembling import (ensemble_classes, evaluate, load_predictions, product_hash_classes,
@@ -21,7 +22,6 @@ from predict.ensembling import (ensemble_classes, evaluate, load_predictions, pr
 from predict.inference import CheckpointModel
 from predict.pipeline import PipelineConfig
 from predict.run import predict_input
-from predict_world import categories, read_docs, world, write_docs  # noqa: F401 (fixtures)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -57,13 +57,13 @@ def md5_case(world, tmp_path_factory):
     x, y = train[0], next(d for d in train[1:] if d["category_id"] != train[0]["category_id"])
     conflict = copy.deepcopy(x)
     conflict.update(_id=10 ** 6, category_id=y["category_id"])
-    train_path = write_docs(str(folder / "train.bson"), train + [conflict])
+    train_path = write_bson(str(folder / "train.bson"), train + [conflict])
     dict_path = build_dictionary(train_path, workers=1, progress=False).save(str(folder / "train.md5.npz"))
     new_image = read_docs(world.test_bson)[0]["imgs"][0]
     crafted = [{"_id": 10 ** 7 + 1, "imgs": copy.deepcopy(y["imgs"])},                  # product hash of y
                {"_id": 10 ** 7 + 2, "imgs": copy.deepcopy(x["imgs"])},                  # conflicting hash
                {"_id": 10 ** 7 + 3, "imgs": copy.deepcopy(y["imgs"][:1]) + [new_image]}]
-    test_path = write_docs(str(folder / "test.bson"), read_docs(world.test_bson) + crafted)
+    test_path = write_bson(str(folder / "test.bson"), read_docs(world.test_bson) + crafted)
     preds = predict(world, test_path, str(folder / "preds"), dict_path, md5_modes=("none", "unique"))
     return dict(train_docs=train + [conflict], test_docs=read_docs(test_path), test_path=test_path,
                 dict_path=dict_path, preds=preds, folder=folder)

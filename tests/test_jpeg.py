@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import REAL_TRAIN_EXAMPLE, jpeg_bytes
 from data.jpeg import BAD_FRAME, CORRUPT_HEADER, EMPTY, NOT_JPEG, OK, TRUNCATED, jpeg_problems, picture_problem
+from helpers import REAL_TRAIN_EXAMPLE, jpeg_bytes
 
 
 def opencv_decodes(picture):

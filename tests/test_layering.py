@@ -23,8 +23,9 @@ FRAMEWORK_MODULES = {
     # MXNet / Gluon: the networks, their weights and the model listing that counts parameters.
     "models.__main__", "models.classifier", "models.dpn", "models.export", "models.factory",
     "models.gluoncv_nets", "models.registry", "models.weights",
-    # PyTorch: the twins of the networks.
-    "models.torch_nets",
+    # PyTorch: the twins of the networks, the training backend and its input, the predictor's
+    # PyTorch model worker.
+    "models.torch_nets", "train.backend_torch", "train.torch_data", "predict.torch_models",
     # MXNet: the training backend and what still uses it directly.
     "train.backend_mxnet", "train.checkpoint", "train.devices", "train.evaluate", "train.metrics_mxnet",
     "train.optim", "train.step",

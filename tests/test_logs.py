@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from conftest import REAL_DIR
+from helpers import REAL_DIR
 from predict import reference
 from predict.logs import log_name, natural_key, read_training_log, read_training_logs
 from predict.table import log_section, reference_sections, to_markdown

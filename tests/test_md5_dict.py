@@ -11,12 +11,12 @@ import bson
 import numpy as np
 import pytest
 
-from conftest import make_products, write_bson
 from data.bson_index import BsonIndex
 from data.categories import CategoryMap
 from data.md5_dict import (CountTable, ImageDigests, Md5Dictionary, build_dictionary, first_occurrences,
                            image_md5, product_hash)
 from data.split_train_bson import Split
+from helpers import make_products, write_bson
 
 
 def products_with_repeats():

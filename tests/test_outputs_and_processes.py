@@ -17,11 +17,10 @@ import mxnet as mx
 import psutil
 import pytest
 
-from conftest import make_products, write_bson
 from data.bson2rec import ConvertOptions, convert, output_paths
 from data.bson_index import BsonIndex, index_path_for
 from data.locks import lock_path, output_lock
-from test_bson2rec import file_bytes, write_categories
+from helpers import file_bytes, make_products, write_bson, write_categories
 
 PRODUCTS = 1500              # ~9 MB of BSON, 3,716 images: ~0.1-0.3 s of conversion here
 

@@ -16,12 +16,12 @@ import bson
 import numpy as np
 import pytest
 
-from conftest import make_products
 from data.bson_index import BsonIndex
 from data.locks import output_lock
+from helpers import make_products, read_docs
 from predict.outputs import Predictions, PredictionWriter
 from predict.sources import skipped_documents
-from predict_world import categories, read_docs, train_tiny_run, world, write_val_rec  # noqa: F401 (fixtures)
+from predict_world import train_tiny_run, write_val_rec
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NO_PICTURES, BAD_PICTURES = 10 ** 9 + 1, 10 ** 9 + 2     # ids of the two products without a decodable picture

@@ -16,9 +16,9 @@ import sys
 import numpy as np
 import pytest
 
+from helpers import synthetic_pictures, synthetic_products, write_pictures_rec
 from predict.combine import combine_images, product_hits
 from predict.preprocess import decode_rgb, network_input
-from recfixtures import synthetic_pictures, synthetic_products, write_pictures_rec
 from train import data_iter, metrics
 from train.run_folder import Preprocessing
 

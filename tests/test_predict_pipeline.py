@@ -7,22 +7,22 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
 import pytest
 
-from conftest import jpeg_bytes, write_bson
 from data.bson_index import BsonIndex
 from data.categories import CategoryMap
 from data.errors import DataInputError
+from helpers import jpeg_bytes, write_bson
+from pipeline_kills import assert_a_kill_ends_the_run_naming_it, kill_when_running
 from predict.decode import Views
 from predict.inference import CheckpointModel
 from predict.outputs import Predictions
 from predict.pipeline import PipelineConfig, PipelineError
 from predict.run import predict_input
-from predict_world import SlowCheckpointModel, world, write_val_rec  # noqa: F401 (fixtures)
+from predict_world import SlowCheckpointModel, write_val_rec
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -96,43 +96,14 @@ def test_models_of_different_input_sizes_predict_in_one_run_each_at_its_own(worl
                             Predictions(str(tmp_path / "alone" / "dpn_small")), ["mean.none"])
 
 
-def kill_when_running(role, sig, out_folder, delay=0.7):
-    """Background thread: once the run's output folder exists (workers ready, decoders
-    starting), send `sig` to the child named `role 0`; returns a dict with the kill time."""
-    done = {}
-
-    def run():
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            children = {p.name: p for p in multiprocessing.active_children()}
-            if role + " 0" in children and any(n.startswith("decoder") for n in children) and \
-                    any(".tmp-" in n for n in os.listdir(out_folder)):
-                time.sleep(delay)
-                os.kill(children[role + " 0"].pid, sig)
-                done["pid"], done["time"] = children[role + " 0"].pid, time.time()
-                return
-            time.sleep(0.05)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, done
-
-
 @pytest.mark.parametrize("role", ["decoder", "model worker"])
 def test_killing_a_process_mid_run_fails_fast_and_names_it(world, tmp_path, role):
     out = tmp_path / "out"
     out.mkdir()
     handles = [SlowCheckpointModel(world.runs[0], delay=0.3)]
-    thread, killed = kill_when_running(role, signal.SIGKILL, str(out))
-    with pytest.raises(PipelineError) as err:
-        predict_input(world.val_bson, handles, str(out), config(decoders=2, batch_size=4),
-                      categories=CategoryMap.from_csv(world.categories))
-    failed_after = time.time() - killed["time"]
-    thread.join()
-    assert re.search(rf"{role} 0 \(pid {killed['pid']}\) died with exit code -9 \(SIGKILL\)", str(err.value))
-    assert failed_after < 5
-    assert not multiprocessing.active_children()
-    assert os.listdir(out) == []          # nothing half-written left behind
+    assert_a_kill_ends_the_run_naming_it(role, lambda: predict_input(
+        world.val_bson, handles, str(out), config(decoders=2, batch_size=4),
+        categories=CategoryMap.from_csv(world.categories)), out)
 
 
 def test_a_stopped_process_is_reported_as_a_stall(world, tmp_path):

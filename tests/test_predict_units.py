@@ -6,9 +6,9 @@ import os
 import numpy as np
 import pytest
 
-from conftest import jpeg_bytes, write_bson
 from data.categories import CategoryMap
 from data.md5_dict import build_dictionary, image_md5, product_hash
+from helpers import jpeg_bytes, write_bson
 from predict import messages
 from predict.combine import COMBINERS, combine_images, combine_models, parse_combiners
 from predict.decode import DecodedProduct, Md5Counts, Views, decode_product

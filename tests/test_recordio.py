@@ -7,10 +7,10 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from conftest import file_bytes, jpeg_bytes, read_sequentially
 from data.recordio import (MAGIC_BYTES, ImageRecordWriter, RecordFileError, aligned_magic_counts, aligned_magic_words,
                            encode_record, iter_records, pack_header, read_headers, read_idx, read_payloads, unpack)
-from recfixtures import synthetic_pictures, synthetic_products, write_pictures_rec
+from helpers import (file_bytes, jpeg_bytes, read_sequentially, synthetic_pictures, synthetic_products,
+                     write_pictures_rec)
 
 
 # ---- the writer against MXNet's -----------------------------------------------------------

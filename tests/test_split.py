@@ -8,9 +8,9 @@ import bson
 import numpy as np
 import pytest
 
-from conftest import make_products, write_bson
 from data.bson_index import BsonIndex
 from data.split_train_bson import DATASET_SEEDS, Split, validation_ids, validation_mask
+from helpers import make_products, write_bson
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import time
 
 import psutil
 
-from recfixtures import write_synthetic_dataset
+from helpers import write_synthetic_dataset
 from predict.logs import read_training_log
 from train import data_iter
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from mxnet.gluon import nn
 
+from helpers import write_synthetic_dataset
 from models.weights import structural_names
-from recfixtures import write_synthetic_dataset
 from train import backend_mxnet, data_iter, fit, logs
 from train.args import parse_args
 from train.config import TrainConfig

@@ -15,11 +15,11 @@ import time
 import numpy as np
 import pytest
 
-from conftest import make_products, write_bson
 from data.errors import DataInputError
 from data.recordio import RecordFileError, read_idx
-from recfixtures import (synthetic_pictures, synthetic_products, write_checkpoints, write_pictures_rec,
-                         write_synthetic_dataset)
+from helpers import (make_products, synthetic_pictures, synthetic_products, write_bson, write_pictures_rec,
+                     write_synthetic_dataset)
+from recfixtures import write_checkpoints
 from train import checkpoint, data_iter, fit, logs
 from train.args import parse_args
 from train.config import TrainConfig

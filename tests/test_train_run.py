@@ -10,9 +10,9 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+from helpers import write_synthetic_dataset
 from models.weights import structural_names
 from predict.logs import read_training_log
-from recfixtures import write_synthetic_dataset
 from train import backend_mxnet, checkpoint, data_iter, fit, logs
 from train.evaluate import evaluate
 from train.args import parse_config

@@ -14,8 +14,8 @@ import subprocess
 
 import pytest
 
+from helpers import write_synthetic_dataset
 from predict.logs import read_training_log
-from recfixtures import write_synthetic_dataset
 from train import checkpoint, recipes
 from train.args import parse_args
 from train.recipes import RECIPES, Settings, phase_arguments
@@ -29,11 +29,12 @@ SCRIPTS = {"train_densenet161.sh": "densenet161", "train_dpn92.sh": "dpn92", "tr
 # Every setting of shell/train_common.sh but MODEL_DIR and PARENT, and what it becomes.
 ENVIRONMENT = {"REC_DIR": "/data/rec", "DATASET": "B", "GPUS": "0,1", "BATCH_SIZE": "64", "GRAD_ACCUM": "8",
                "NUM_EPOCHS": "12", "DTYPE": "float16", "KV_STORE": "nccl", "RUNS_DIR": "/runs",
-               "PRETRAINED_DIR": "/weights", "NUM_CLASSES": "100", "REFERENCE_WD": "0", "RESUME": "0"}
+               "PRETRAINED_DIR": "/weights", "NUM_CLASSES": "100", "REFERENCE_WD": "0", "RESUME": "0",
+               "BACKEND": "torch"}
 SETTINGS = Settings(rec_dir="/data/rec", runs_dir="/runs", pretrained_dir="/weights", dataset="B", num_epochs=12,
                     gpus="0,1")
 EXTRA = ("--batch-size", "64", "--grad-accum", "8", "--dtype", "float16", "--kv-store", "nccl", "--num-classes", "100",
-         "--no-resume", "--no-wd-sgd-only")
+         "--backend", "torch", "--no-resume", "--no-wd-sgd-only")
 
 
 def recorded(tmp_path, script, *arguments, **environment):
@@ -93,6 +94,15 @@ def test_empty_gpus_and_pretrained_mean_the_cpu_and_no_weights(tmp_path):
     (phase,) = expanded(argv)
     assert (phase["gpus"], phase["pretrained"], phase["model_dir"], phase["data_train"]) == \
         ("", None, "/m", "work/rec/A_train.rec")
+
+
+def test_devices_spell_gpus_as_every_tool_does_and_win_over_them(tmp_path):
+    gpus = recorded(tmp_path, "train_dpn92.sh", GPUS="0,1")
+    assert gpus[gpus.index("--devices") + 1] == "gpu:0,gpu:1" and "--gpus" not in gpus
+    assert recipes.parse_request(gpus).settings.gpus == "0,1"
+    both = recorded(tmp_path, "train_dpn92.sh", GPUS="0,1", DEVICES="gpu:3")
+    assert recipes.parse_request(both).settings.gpus == "3"
+    assert [phase["gpus"] for phase in expanded(both)] == ["3"]
 
 
 def test_se_resnext_script_takes_its_recipe_and_parent(tmp_path):

@@ -9,8 +9,8 @@ import pytest
 
 from data.errors import DataInputError
 from data.recordio import RecordFileError
+from helpers import write_rec, write_synthetic_dataset
 from predict.logs import read_training_log
-from recfixtures import write_rec, write_synthetic_dataset
 from train import checkpoint, data_iter, devices, launch, logs, metrics, metrics_mxnet, optim
 from train.step import LabelSmoothingCrossEntropy
 

@@ -11,8 +11,7 @@ raw 0-255 pixels, kvstore ``device``.
 import argparse
 import re
 
-from data.cli import add_common_options, add_device_options, positive_int
-from data.devices import gpu_numbers
+from data.cli import add_common_options, add_device_options, gpu_numbers_of, positive_int
 from train.config import KVSTORES, OPTIMIZERS, TrainConfig
 
 
@@ -68,8 +67,9 @@ def add_network_args(parser):
     group.add_argument("--dropout", type=float, default=0.0, help="dropout before the classifier")
     group.add_argument("--normalization", choices=("raw", "imagenet"), default="raw",
                        help="input normalisation: raw 0-255 pixels (the reference) or the ImageNet weights' own")
-    group.add_argument("--dtype", choices=("float32", "float16"), default="float32",
-                       help="float16: GPU only, float32 master weights in the optimizer (multi_precision)")
+    group.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32",
+                       help="float16: GPU only, float32 master weights in the optimizer (multi_precision); "
+                            "--backend torch: bfloat16 or float16 autocast (the latter with loss scaling)")
     return group
 
 
@@ -117,6 +117,16 @@ def add_device_args(parser):
     return group
 
 
+def add_compute_args(parser):
+    group = parser.add_argument_group("compute backend")
+    group.add_argument("--backend", choices=("mxnet", "torch"), default="mxnet",
+                       help="mxnet: Gluon (GPUs up to Ampere, CPUs); torch: PyTorch with timm's twins of the networks "
+                            "(Hopper and newer; several GPUs through torchrun)")
+    group.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
+                       help="torch.compile the network (--backend torch)")
+    return group
+
+
 def add_checkpoint_args(parser):
     group = parser.add_argument_group("checkpoints")
     group.add_argument("--model-dir", default=None, help="run folder (default work/runs/<network>)")
@@ -143,11 +153,12 @@ def add_logging_args(parser):
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="train", description="Fine-tune a network on Cdiscount RecordIO data "
-                                     "(MXNet Gluon).", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                     "(MXNet Gluon, or PyTorch with --backend torch).",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                      epilog="The reference's recipes (train/recipes.py): --recipe M06 [recipe "
                                      "options] [these options]; see --recipe all --help.")
     for add in (add_data_args, add_augmentation_args, add_network_args, add_optimizer_args, add_schedule_args,
-                add_device_args, add_checkpoint_args, add_logging_args, add_common_options):
+                add_device_args, add_compute_args, add_checkpoint_args, add_logging_args, add_common_options):
         add(parser)
     return parser
 
@@ -159,14 +170,14 @@ def parse_args(argv=None):
         parser.error("--epoch-size must be 0 (a full pass) or more")
     if not 0.0 <= args.label_smoothing < 1.0:
         parser.error("--label-smoothing must be in [0, 1)")
+    if args.backend != "torch" and (args.dtype == "bfloat16" or args.compile):
+        parser.error("--dtype bfloat16 and --compile need --backend torch")
     try:
         re.compile(args.freeze_keep)
     except re.error as err:
         parser.error("--freeze-keep is not a regular expression: %s" % err)
-    try:
-        args.gpus = gpu_numbers(args.devices)       # the configuration's field, as old runs stored it
-    except ValueError as err:
-        parser.error("--devices: %s" % err)
+    args.gpus = gpu_numbers_of(parser, args.devices)   # the configuration's field, as old runs stored it
+    del args.devices
     args.pretrained = args.pretrained or None      # "" too: a later --pretrained "" undoes a recipe's
     if args.model_dir is None:
         args.model_dir = "work/runs/%s" % args.network

@@ -7,12 +7,12 @@ distribution, seeding, the network and its starting weights, the optimizer, the 
 step (with gradient accumulation), the data iterators, evaluation, and the checkpoint's
 weight and optimizer files. ``BACKENDS`` names the module of each framework; it is
 imported only when a run asks for it, so this module and the driver load no framework.
-A PyTorch backend plugs in by implementing `Backend` and adding its module here.
+``--backend`` chooses one (``train.config.ComputeConfig``).
 """
 import abc
 import importlib
 
-BACKENDS = {"mxnet": "train.backend_mxnet"}
+BACKENDS = {"mxnet": "train.backend_mxnet", "torch": "train.backend_torch"}
 
 
 def backend_class(framework):

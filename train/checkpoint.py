@@ -58,7 +58,7 @@ def load_for_inference(run_dir_or_params_path, epoch=None, ctx=mx.cpu()):
     float16 checkpoints are cast.
     """
     meta = run_folder.read_meta(run_dir_or_params_path, epoch)
-    if meta["framework"] != "mxnet":
+    if meta["framework"] not in ("mxnet", "torch"):     # PyTorch runs save Gluon-format .params too
         raise CheckpointError("%s holds %s weights; this is the MXNet backend" % (meta["params"], meta["framework"]))
     net = models.get_model(meta["model"], classes=meta["classes"], dropout=meta.get("dropout", 0.0), ctx=ctx,
                            config_overrides=meta.get("config_overrides"))

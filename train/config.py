@@ -80,6 +80,12 @@ class DeviceConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ComputeConfig:
+    backend: str                # "mxnet" (Gluon) or "torch" (train.backend.BACKENDS)
+    compile: bool               # torch.compile the network (PyTorch only)
+
+
+@dataclasses.dataclass(frozen=True)
 class CheckpointConfig:
     model_dir: str
     resume: bool
@@ -110,6 +116,7 @@ class TrainConfig:
     optimizer: OptimizerConfig
     schedule: ScheduleConfig
     devices: DeviceConfig
+    compute: ComputeConfig
     checkpoint: CheckpointConfig
     logging: LoggingConfig
 
@@ -132,7 +139,7 @@ class TrainConfig:
 
 # Fields that do not change what a run learns: a resume may change them without a warning.
 BOOKKEEPING_OPTIONS = frozenset({"model_dir", "resume", "load_epoch", "from_run", "num_epochs", "disp_batches",
-                                 "top_k", "progress", "debug", "data_nthreads"})
+                                 "top_k", "progress", "debug", "data_nthreads", "compile"})
 
 
 def changed_options(saved, config):

@@ -4,8 +4,9 @@
 ``train_epoch``, ``prepare_data``, ``save_epoch``) are importable on their own. The
 driver decides where the run starts (fresh, ``--from-run``, ``--load-epoch``,
 ``--resume``), the learning rate of every batch, the freeze phases, the epoch loop, the
-logs and the run folder (``train.run_folder``); the backend (MXNet now,
-``train.backend_mxnet``) builds and trains the network, evaluates it and writes its weights.
+logs and the run folder (``train.run_folder``); the backend (``--backend``: MXNet,
+``train.backend_mxnet``, or PyTorch, ``train.backend_torch``) builds and trains the network,
+evaluates it and writes its weights.
 
 Exactness of a resume: an epoch's data order and augmentation depend on (seed, epoch)
 only (``data_iter``), the backend is reseeded per epoch, the learning rate is a pure
@@ -28,8 +29,6 @@ from train.backend import create_backend
 from train.config import changed_options
 from train.curves import plot_curves
 from train.schedule import learning_rate_at
-
-FRAMEWORK = "mxnet"     # the only backend so far (train.backend.BACKENDS)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -235,7 +234,7 @@ def run(config):
     Worker 0 (the only worker unless distributed) validates, writes the run
     folder and logs to ``train.log``; other workers only train and log to the console.
     """
-    backend = create_backend(FRAMEWORK, config)
+    backend = create_backend(config.compute.backend, config)
     # One writer per run folder: the chief holds its lock for the whole run (a second run
     # into it fails at once) and first removes what a run killed while saving left there.
     with exclusive_output(config.checkpoint.model_dir) if backend.rank == 0 else contextlib.nullcontext():

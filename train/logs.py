@@ -14,12 +14,12 @@ epoch it continues from. ``predict.logs.read_training_log`` reads these logs and
 reference's alike.
 """
 import logging
-import socket
 
 from tqdm import tqdm
 
+from data.cli import LOG_FORMAT
+
 LOGGER_NAME = "train"
-LOG_FORMAT = "%(asctime)s " + socket.gethostname() + " %(name)s[%(process)d] %(levelname)s %(message)s"
 
 
 def _format_values(values):
@@ -60,7 +60,8 @@ class _TqdmHandler(logging.StreamHandler):
 
 
 def setup_logging(log_path=None, console=True, level=logging.INFO):
-    """The ``train`` logger, writing to the console and (appending) to `log_path`."""
+    """The ``train`` logger, writing to the console and (appending) to `log_path`, in the
+    format of every tool (``data.cli.LOG_FORMAT``)."""
     logger = logging.getLogger(LOGGER_NAME)
     logger.setLevel(level)
     logger.propagate = False

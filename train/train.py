@@ -4,6 +4,7 @@ Runs as ``python train/train.py ...`` or ``python -m train.train ...``; the logi
 ``train.fit`` (the loop) and ``train.args`` (the argument groups). With ``--recipe M06``
 it runs a recipe of ``train.recipes`` instead: each phase as a ``train.py`` process of its own.
 """
+import argparse
 import dataclasses
 import os
 import shlex
@@ -17,7 +18,7 @@ if __name__ == "__main__" and sys.path and os.path.abspath(sys.path[0]) == os.pa
 
 from data.cli import UserError, command  # noqa: E402
 from train import data_iter, fit, recipes, run_folder  # noqa: E402
-from train.args import parse_config  # noqa: E402
+from train.args import add_compute_args, parse_config  # noqa: E402
 from train.backend import backend_class  # noqa: E402
 
 # Errors with a message meant for the user: one line `train: error: ...`, no traceback
@@ -32,7 +33,7 @@ def _train(argv=None):
     if request is not None:
         return _run_recipes(request)
     config = parse_config(argv)
-    backend = backend_class(fit.FRAMEWORK)        # after the command line: --help loads no framework
+    backend = backend_class(config.compute.backend)        # after the command line: --help loads no framework
     try:
         fit.run(config)
     except USER_ERRORS + backend.user_errors as err:
@@ -50,7 +51,7 @@ def _run_recipes(request):
     in a process)."""
     settings = request.settings
     if settings.gpus is None:
-        settings = dataclasses.replace(settings, gpus=backend_class(fit.FRAMEWORK).all_gpus())
+        settings = dataclasses.replace(settings, gpus=backend_class(_backend_of(request.extra)).all_gpus())
         if not settings.gpus:
             print("train: no GPU found, training on the CPU (--devices gpu:0,gpu:1,... to choose)", file=sys.stderr, flush=True)
     for recipe in request.recipes:
@@ -66,6 +67,13 @@ def _run_recipes(request):
             if status:
                 return status
     return 0
+
+
+def _backend_of(argv):
+    """The ``--backend`` of the options a recipe passes on (``train.args``'s default when none)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_compute_args(parser)
+    return parser.parse_known_args(argv)[0].backend
 
 
 def _run_phase(command):

@@ -1,0 +1,40 @@
+"""The README's main job with both backends (``BACKEND=both``): dpn_tiny trained with MXNet,
+resnext_tiny with PyTorch, both predicted by PyTorch model workers, ensembled together."""
+import csv
+import gzip
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.mark.slow
+def test_demo_mixes_a_gluon_trained_and_a_pytorch_trained_model(tmp_path):
+    work = tmp_path / "work"
+    env = dict(os.environ, WORK=str(work), PYTHON=sys.executable, BACKEND="both", TRAIN_PRODUCTS="1200",
+               TEST_PRODUCTS="150", CATEGORIES_N="8", EPOCHS="3", DECODERS="1")
+    done = subprocess.run(["sh", "shell/run_demo.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=1500)
+    assert done.returncode == 0, done.stderr[-5000:]
+
+    frameworks = {run: json.loads((work / "runs" / run / "epoch-0003.json").read_text())["framework"]
+                  for run in ("dpn_tiny_A", "resnext_tiny_A")}
+    assert frameworks == {"dpn_tiny_A": "mxnet", "resnext_tiny_A": "torch"}
+    labels = np.load(work / "preds" / "A_val" / "dpn_tiny_A" / "labels.npy")
+    majority = np.bincount(labels).max() / len(labels)
+    for run, trained_by in frameworks.items():
+        manifest = json.loads((work / "preds" / "A_val" / run / "manifest.json").read_text())
+        assert (manifest["model"]["framework"], manifest["model"]["weights_framework"]) == ("torch", trained_by)
+        assert manifest["product_accuracy"]["mean.none"] > majority + 0.2, (run, manifest["product_accuracy"])
+
+    with gzip.open(work / "submission.csv.gz", "rt") as f:
+        rows = list(csv.reader(f))
+    with open(work / "synth" / "test_solution.csv", encoding="utf-8") as f:
+        test_ids = sorted(int(row[0]) for row in list(csv.reader(f))[1:])
+    assert sorted(int(row[0]) for row in rows[1:]) == test_ids
+    assert "| 2 models, mean | mean.none |" in (work / "report" / "accuracy.md").read_text()

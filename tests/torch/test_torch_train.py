@@ -1,0 +1,180 @@
+"""The PyTorch training backend (``train.backend_torch``) on the CPU: it learns, resumes
+bit-exactly, accumulates as a larger batch does, and 2 gloo processes train as 1 process
+with the same global batch; ``train/train.py --backend torch`` writes the run folder."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from models import params_file
+from torch_recs import write_dataset
+from train import fit, run_folder
+from train.args import parse_config
+from train.backend_torch import gluon_weights_to_state
+from twin_helpers import assert_same_outputs, images, run_gluon_side
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return write_dataset(str(tmp_path_factory.mktemp("torch_data")))
+
+
+@pytest.fixture(scope="module")
+def one_epoch_run(dataset, tmp_path_factory):
+    """A run folder holding one epoch of ``resnext_tiny`` trained by the PyTorch backend."""
+    run_dir = tmp_path_factory.mktemp("torch_runs") / "one_epoch"
+    train_here(dataset, run_dir, "--num-epochs", "1")
+    return run_dir
+
+
+def options(dataset, run_dir, *extra):
+    train, val = dataset
+    return ["--backend", "torch", "--data-train", train, "--data-val", val, "--num-classes", "4",
+            "--image-shape", "3,32,32", "--network", "resnext_tiny", "--batch-size", "16", "--lr", "1e-3",
+            "--data-nthreads", "1", "--disp-batches", "5", "--model-dir", str(run_dir), "--no-progress", *extra]
+
+
+def train_here(dataset, run_dir, *extra):
+    """Train in this process (PyTorch only); returns the records of the epochs trained."""
+    return fit.run(parse_config(options(dataset, run_dir, *extra)))
+
+
+def weights(run_dir, epoch):
+    return params_file.load(run_folder.params_path(str(run_dir), epoch))
+
+
+def assert_same_weights(a, b, rtol=0.0, atol=0.0):
+    assert sorted(a) == sorted(b)
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=rtol, atol=atol, err_msg=name)
+
+
+def test_command_line_trains_and_writes_the_run_folder(dataset, tmp_path):
+    run_dir = tmp_path / "run"
+    done = subprocess.run([sys.executable, os.path.join(REPO, "train", "train.py"),
+                           *options(dataset, run_dir, "--num-epochs", "2", "--random-crop", "1",
+                                    "--max-random-scale", "1.2", "--max-random-l", "20", "--dropout", "0.1")],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    log = (run_dir / "train.log").read_text()
+    for pattern in (r"Epoch\[0\] Batch \[5\]\tSpeed: [\d.]+ samples/sec\taccuracy=[\d.]+\ttop_k_accuracy_5=",
+                    r"Epoch\[1\] Train-accuracy=", r"Epoch\[1\] Time cost=", r"Epoch\[1\] Validation-product_accuracy=",
+                    r'Saved checkpoint to ".*epoch-0002\.params"'):
+        assert re.search(pattern, log), pattern
+    meta = run_folder.read_meta(str(run_dir))
+    assert (meta["framework"], meta["model"], meta["epoch"], meta["args"]["backend"]) == \
+        ("torch", "resnext_tiny", 2, "torch")
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 2
+    assert (run_dir / "curves.png").stat().st_size > 0
+    # Chance is 1/4: the tiny network has learned the classes.
+    assert meta["metrics"]["val"]["accuracy"] > 0.6 and meta["metrics"]["val"]["product_accuracy"] > 0.6
+
+
+def test_resume_is_bit_exact(dataset, tmp_path):
+    extra = ("--random-crop", "1", "--max-random-scale", "1.25", "--max-random-h", "10", "--dropout", "0.2")
+    train_here(dataset, tmp_path / "straight", "--num-epochs", "2", *extra)
+    train_here(dataset, tmp_path / "resumed", "--num-epochs", "1", *extra)
+    records = train_here(dataset, tmp_path / "resumed", "--num-epochs", "2", "--resume", *extra)
+    assert [r["epoch"] for r in records] == [2]
+    assert_same_weights(weights(tmp_path / "straight", 2), weights(tmp_path / "resumed", 2))
+    straight, resumed = (json.loads((tmp_path / run / "metrics.jsonl").read_text().splitlines()[1])
+                         for run in ("straight", "resumed"))
+    assert straight["train"] == resumed["train"] and straight["val"] == resumed["val"]
+
+
+def test_accumulated_batches_equal_one_larger_batch(dataset, tmp_path):
+    """k batches of 16 accumulated make, bit for bit, the update of one batch of 16k whose k
+    parts have batch norms of their own (``--cpu-devices k``, as k devices)."""
+    train_here(dataset, tmp_path / "accumulated", "--num-epochs", "1", "--grad-accum", "2")
+    train_here(dataset, tmp_path / "larger", "--num-epochs", "1", "--batch-size", "32", "--cpu-devices", "2")
+    assert_same_weights(weights(tmp_path / "accumulated", 1), weights(tmp_path / "larger", 1))
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_equal_one_process(dataset, tmp_path):
+    """torchrun with 2 CPU processes (DistributedDataParallel over gloo) of batch 16 each
+    trains as 1 process of batch 32 split over 2 devices. SGD: Adam's division by the root
+    of the second moment turns the float32 noise of a different summation order (threads,
+    all-reduce) of near-zero gradients into steps of +-lr. Batch-norm statistics are left
+    out: DistributedDataParallel keeps rank 0's (as Gluon saves its first device's), while
+    the parts of one process's batch update one copy in turn."""
+    extra = ("--num-epochs", "1", "--optimizer", "sgd", "--lr", "0.02")
+    train_here(dataset, tmp_path / "one", "--batch-size", "32", "--cpu-devices", "2", *extra)
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           os.path.join(REPO, "train", "train.py"),
+                           *options(dataset, tmp_path / "two", *extra)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "worker 1 of 2" in done.stderr + done.stdout
+    assert run_folder.load_meta(str(tmp_path / "two"), 1)["num_workers"] == 2
+    one, two = ({name: array for name, array in weights(tmp_path / run, 1).items() if "running_" not in name}
+                for run in ("one", "two"))
+    assert_same_weights(one, two, rtol=1e-4, atol=1e-6)
+
+
+def test_from_run_with_a_freeze_phase_trains_only_the_classifier(dataset, one_epoch_run, tmp_path):
+    """``--from-run`` loads a run's ``.params`` (Gluon's format and names); while frozen only
+    the parameters whose Gluon names match ``--freeze-keep`` (``^output\\.``) learn."""
+    train_here(dataset, tmp_path / "child", "--num-epochs", "1", "--from-run", str(one_epoch_run),
+               "--freeze-epochs", "1", "--lr", "1e-2")
+    parent, child = weights(one_epoch_run, 1), weights(tmp_path / "child", 1)
+    changed = sorted(name for name in parent if "running_" not in name and not np.array_equal(parent[name],
+                                                                                            child[name]))
+    assert changed == ["output.bias", "output.weight"]
+
+
+def test_gluon_computes_what_the_torch_run_learned(one_epoch_run, tmp_path):
+    """The ``.params`` of a PyTorch run, loaded by the Gluon network (in an MXNet child
+    process, as the predictor and the ensemble load a run), gives the twin's logits."""
+    import torch
+    from models.torch_nets import create_torch_model
+    params = run_folder.params_path(str(one_epoch_run), 1)
+    model = create_torch_model("resnext_tiny", 4)
+    model.load_state_dict(gluon_weights_to_state(params, "resnext_tiny"))
+    x = images(0)
+    np.savez(tmp_path / "x.npz", x=x)
+    run_gluon_side([{"op": "load", "name": "resnext_tiny", "classes": 4, "params": params,
+                     "x": str(tmp_path / "x.npz"), "out": str(tmp_path / "gluon.npz")}], tmp_path, "load")
+    with torch.no_grad():
+        logits = model.eval()(torch.from_numpy(x)).numpy()
+    assert_same_outputs(logits, np.load(tmp_path / "gluon.npz")["logits"])
+
+
+def test_imagenet_weights_of_a_timm_file_start_the_backbone(dataset, tmp_path):
+    """``--pretrained`` takes a timm/torchvision file (here one of the twin's own layout with
+    a 1000-class classifier, as timm's ``*.gluon_in1k`` files are): its backbone is loaded,
+    the classifier is a fresh one; a freeze phase keeps the backbone as loaded."""
+    import torch
+    from safetensors.torch import save_file
+    from models.torch_nets import create_torch_model
+    from models.weight_convert import torch_to_gluon
+    torch.manual_seed(5)
+    imagenet = create_torch_model("resnext_tiny", 1000).state_dict()
+    save_file(imagenet, str(tmp_path / "imagenet.safetensors"))
+    train_here(dataset, tmp_path / "run", "--num-epochs", "1", "--pretrained", str(tmp_path / "imagenet.safetensors"),
+               "--freeze-epochs", "1")
+    loaded = torch_to_gluon("resnext_tiny", {k: v.numpy() for k, v in imagenet.items()})
+    trained = weights(tmp_path / "run", 1)
+    assert trained["output.weight"].shape == (4, loaded["output.weight"].shape[1])
+    assert_same_weights({k: v for k, v in trained.items() if "running_" not in k and not k.startswith("output.")},
+                        {k: v for k, v in loaded.items() if "running_" not in k and not k.startswith("output.")})
+    assert "initialised from ImageNet weights" in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_another_networks_run_starts_the_shared_layers(dataset, one_epoch_run, tmp_path):
+    """SE-ResNeXt from a ResNeXt run (the reference's M11/M13): the layers both have and, with
+    the same classes, the classifier come from the run; the squeeze-excitations are new."""
+    train_here(dataset, tmp_path / "se", "--num-epochs", "1", "--network", "se_resnext_tiny", "--from-run",
+               str(one_epoch_run), "--freeze-epochs", "1", "--freeze-keep", "^$|se", "--lr", "1e-2")
+    parent, child = weights(one_epoch_run, 1), weights(tmp_path / "se", 1)
+    shared = [name for name in parent if "running_" not in name]
+    assert len(shared) < len([name for name in child if "running_" not in name])
+    assert_same_weights({name: child[name] for name in shared}, {name: parent[name] for name in shared})
+    assert "copied the classifier" in (tmp_path / "se" / "train.log").read_text()
