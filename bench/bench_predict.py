@@ -22,7 +22,8 @@ products/s counts from the moment the model workers are ready (model loading exc
 to the last product written. The model is built fresh (random weights: the cost is the
 same), on the device(s) given, so the same command measures a GPU machine. Results:
 bench/results/predict.md and .json. ``--backend torch``: PyTorch model workers, the whole
-pipeline against the model alone (bench/bench_predict_torch.py).
+pipeline against the model alone (bench/bench_predict_torch.py), with ``--decode-on
+device`` the pictures decoded by the model worker on its device.
 """
 import argparse
 import json
@@ -298,12 +299,17 @@ def main(argv=None):
     p.add_argument("--decoders", type=int, default=2, help="decoder processes of --backend torch (default 2)")
     p.add_argument("--input", help="a .rec or .bson for --backend torch (default: the synthetic BSON of --products)")
     p.add_argument("--compile", action="store_true", help="torch.compile the networks (--backend torch)")
+    p.add_argument("--decode-on", choices=("decoders", "device"), default="decoders",
+                   help="--backend torch: where the pictures are decoded, by the decoder processes (default) or "
+                        "by the model worker on its device (nvJPEG on GPUs; predict.py --decode-on)")
     add_device_options(p, help_text="cpu or gpu:0 (one model worker per device)")
     args = p.parse_args(argv)
     if args.worker:
         print(json.dumps(measure_here(json.loads(args.worker))))
         return
     args.models = [m for m in args.models.split(",") if m]
+    if args.decode_on == "device" and args.backend != "torch":
+        p.error("--decode-on device needs --backend torch (PyTorch model workers)")
     if args.backend == "torch":
         from bench_predict_torch import main_torch
         return main_torch(args)

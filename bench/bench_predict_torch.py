@@ -4,6 +4,7 @@ against the model alone, in one run.
     python bench/bench_predict.py --backend torch --models dpn_tiny --products 500       # CPU
     python bench/bench_predict.py --backend torch --models dpn92 --devices gpu:0 --batch-size 256 \\
         --decoders 14 --input /data/rec/test.rec --products 20000
+    python bench/bench_predict.py --backend torch --decode-on device ...     # nvJPEG in the worker
 
 For each network, in a fresh process: products/s, images/s and network inputs/s (images x
 views) of `predict.pipeline.run_pipeline` with PyTorch model workers (reader, decoders,
@@ -14,8 +15,11 @@ random uint8 views of the same batch size (the upload, the preprocessing on the 
 the forward pass in bf16 on a GPU and the softmax; no decoding), after warm-up batches.
 The ratio of the two says how much of the model's rate the pipeline delivers. Random
 weights (the cost is the same); ``--input``: a `.rec` or `.bson` to predict (default: the
-synthetic test BSON of ``--products`` products). Results: bench/results/predict_torch.md
-and .json.
+synthetic test BSON of ``--products`` products). ``--decode-on device``: the decoders only
+check the pictures and take their MD5s, the model worker decodes each batch on its device
+(predict.torch_models.TorchRunner.predict_jpegs). Results: bench/results/predict_torch.md
+and .json (``--decode-on device``: predict_torch.decode-on-device.md and .json); the
+mode is named in them.
 """
 import json
 import os
@@ -78,7 +82,7 @@ def measure_here(spec):
     source = open_source(spec["input"], progress=False)
     views = Views.parse(spec["tta"])
     config = PipelineConfig(decoders=spec["decoders"], batch_size=spec["batch_size"], views=views,
-                            devices=tuple(spec["devices"]), progress=False)
+                            devices=tuple(spec["devices"]), progress=False, decode_on=spec["decode_on"])
     out = tempfile.mkdtemp(prefix="bench-predict-torch-", dir=OUT)
     handle = FreshTorchModel(spec["model"], spec["classes"], spec["compile"])
 
@@ -107,10 +111,13 @@ def measure(spec):
 
 
 def report(results, args, load_before):
+    decoded_by = ("by the model worker on its device (--decode-on device)" if args.decode_on == "device"
+                  else "by the decoders (--decode-on decoders)")
     lines = [
         "# Prediction pipeline with PyTorch model workers: the whole pipeline against the model alone", "",
         f"{args.classes} classes, random weights, TTA {args.tta} ({results[0]['views']} views), batch "
-        f"{args.batch_size} network inputs, {args.decoders} decoders, devices {','.join(args.devices)}"
+        f"{args.batch_size} network inputs, {args.decoders} decoders, pictures decoded {decoded_by}, "
+        f"devices {','.join(args.devices)}"
         f"{', torch.compile' if args.compile else ''}; input {results[0]['input']} ({results[0]['products']} "
         f"products, {results[0]['images']} images); {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}. 1-minute load average before / after: "
@@ -122,9 +129,10 @@ def report(results, args, load_before):
               f"{r['inputs_per_second'] / r['model_inputs_per_second']:.2f} |" for r in results]
     text = "\n".join(lines) + "\n"
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    with open(os.path.join(HERE, "results", "predict_torch.md"), "w") as f:
+    stem = os.path.join(HERE, "results", "predict_torch" + (".decode-on-device" if args.decode_on == "device" else ""))
+    with open(stem + ".md", "w") as f:
         f.write(text)
-    with open(os.path.join(HERE, "results", "predict_torch.json"), "w") as f:
+    with open(stem + ".json", "w") as f:
         json.dump({"args": vars(args), "results": results}, f, indent=2)
     print(text)
 
@@ -139,7 +147,7 @@ def main_torch(args):
         print(f"  {POOL_DENSE} is an MXNet network: left out of --backend torch", flush=True)
     results = [measure(dict(model=model, classes=args.classes, devices=list(args.devices),
                             batch_size=args.batch_size, tta=args.tta, decoders=args.decoders, input=source,
-                            compile=args.compile))
+                            compile=args.compile, decode_on=args.decode_on))
                for model in networks]
     report(results, args, load_before)
 

@@ -2,16 +2,19 @@
 
     python bench/bench_train.py --backend torch                          # this CPU, tiny nets
     python bench/bench_train.py --backend torch --devices gpu:0 --dtype bfloat16 --networks dpn92 \\
-        --batch-size 256 --workers 8 16 --rec work/rec/A_train.rec      # a GPU (add --compile)
+        --batch-size 256 --workers 8 16 --decode-on workers device --rec work/rec/A_train.rec
+                                                                        # a GPU (add --compile)
 
-1. Input pipeline alone: ``train.torch_data`` as a training run reads it (a fresh
-   DataLoader per epoch over one global shuffle, OpenCV decode in worker processes,
-   random mirror, uint8 batches), for each ``--workers`` count: img/s over
+1. Input pipeline alone: ``train.torch_data.batches`` as a training run reads it (a
+   fresh DataLoader per epoch over one global shuffle, random mirror, uint8 batches on
+   the device), for each ``--decode-on`` place (OpenCV in the worker processes, or
+   batched on the device: nvJPEG on a GPU) and ``--workers`` count: img/s over
    ``--input-batches`` batches, the workers' start included.
 2. Model alone: ``TorchBackend.train_step`` (forward, backward, optimizer, metrics: what
    a run does per batch) on one batch kept on the device.
-3. End to end: the same steps fed by the training input of (1) with the largest
-   ``--workers``, copied to the device from pinned memory.
+3. End to end, for each ``--decode-on`` place: the same steps fed by the training input
+   of (1) with the largest ``--workers``; the ratio of (1) to it says how far ahead of
+   the network the input runs (issue 13 asks 3x).
 
 Steps are timed after ``--warmup`` steps (cuDNN autotuning, ``torch.compile``) over at least
 ``--min-seconds``, the device synchronised at both ends. It imports no MXNet and runs
@@ -28,18 +31,25 @@ from bench_train_common import HERE, REFERENCE_MACHINE, cpu_name, publish, synth
 from data.cli import add_device_options
 from train import data_iter, fit, torch_data
 from train.args import parse_config
+from predict.torch_models import torch_device
 from train.backend_torch import TorchBackend
+from train.config import DECODE_PLACES, WORKER_DECODE
 
 
-def input_speed(record, batch_size, image_shape, workers, batches):
-    """img/s of the first `batches` batches of a training epoch read by `workers` processes."""
+def input_speed(record, batch_size, image_shape, workers, batches, decode_on, device):
+    """img/s of the first `batches` batches of a training epoch read by `workers` processes
+    and decoded where `decode_on` says, onto `device`."""
     order = torch_data.epoch_order(record.num_records, 0, batch_size)
-    dataset = torch_data.RecordImages(record, image_shape, data_iter.Augmentation(random_mirror=True))
     start, images = time.perf_counter(), 0
-    for i, (pixels, _) in enumerate(torch_data.batches(dataset, order, batch_size, workers)):
+    for i, (pixels, _) in enumerate(torch_data.batches(record, order, batch_size, image_shape,
+                                                       data_iter.Augmentation(random_mirror=True), 0, workers,
+                                                       decode_on, device)):
+        pixels = pixels.to(device, non_blocking=True)
         images += len(pixels)
         if i + 1 == batches:
             break
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     return images / (time.perf_counter() - start)
 
 
@@ -60,11 +70,12 @@ def timed_steps(backend, batches, batch_size, warmup, min_seconds):
     return timed * batch_size / (time.perf_counter() - start)
 
 
-def training_speeds(network, rec, args, workers):
-    """(model-alone img/s, end-to-end img/s) of `network`."""
+def training_speeds(network, rec, args, workers, decode_on):
+    """(model-alone img/s, end-to-end img/s) of `network`, its input decoded where `decode_on` says."""
     argv = ["--backend", "torch", "--data-train", rec, "--network", network, "--num-classes", "5270",
             "--batch-size", str(args.batch_size), "--dtype", args.dtype, "--devices", ",".join(args.devices),
             "--data-nthreads", str(workers), "--model-dir", os.path.join(args.work, "runs", network),
+            "--decode-on", decode_on,
             "--compile" if args.compile else "--no-compile"]
     if args.image_size:
         argv += ["--image-shape", "3,%d,%d" % (args.image_size, args.image_size)]
@@ -102,7 +113,9 @@ def build_parser():
                         help="bfloat16/float16: autocast on the GPU")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network")
     parser.add_argument("--image-size", type=int, default=None, help="default: the model's (180)")
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="decode processes to measure")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="input processes to measure")
+    parser.add_argument("--decode-on", nargs="+", choices=DECODE_PLACES, default=[WORKER_DECODE],
+                        help="where the JPEGs are decoded: the input workers (OpenCV) or the device (nvJPEG on a GPU)")
     parser.add_argument("--input-batches", type=int, default=60, help="batches per input-pipeline measurement")
     parser.add_argument("--warmup", type=int, default=3, help="training steps before the clock starts")
     parser.add_argument("--min-seconds", type=float, default=10.0, help="per training measurement")
@@ -116,16 +129,23 @@ def main(argv=None):
     rec = args.rec or synthetic_rec(args.work, args.products)
     record = data_iter.open_record_file(rec)
     device = "gpu" if any(d.startswith("gpu") for d in args.devices) else "cpu"
+    on = torch_device(args.devices[0])
     image_shape = (3, args.image_size or 180, args.image_size or 180)
     load_before = os.getloadavg()[0]
-    inputs = []
-    for workers in args.workers:
-        inputs.append((workers, input_speed(record, args.batch_size, image_shape, workers, args.input_batches)))
-        print("input, %d workers: %.1f img/s" % inputs[-1], flush=True)
+    inputs = {}
+    for decode_on in args.decode_on:
+        for workers in args.workers:
+            inputs[decode_on, workers] = input_speed(record, args.batch_size, image_shape, workers,
+                                                     args.input_batches, decode_on, on)
+            print("input, decoded on %s, %d workers: %.1f img/s" % (decode_on, workers, inputs[decode_on, workers]),
+                  flush=True)
     rows = []
     for network in args.networks:
-        rows.append((network, *training_speeds(network, rec, args, max(args.workers))))
-        print("%s: %.1f img/s model alone, %.1f img/s end to end" % rows[-1], flush=True)
+        for decode_on in args.decode_on:
+            alone, end = training_speeds(network, rec, args, max(args.workers), decode_on)
+            rows.append((network, decode_on, alone, end, inputs[decode_on, max(args.workers)] / end))
+            print("%s, decoded on %s: %.1f img/s model alone, %.1f img/s end to end, input %.1fx that" % rows[-1],
+                  flush=True)
     name = torch.cuda.get_device_name() if device == "gpu" else cpu_name()
     lines = ["# PyTorch training throughput (%s)" % ",".join(args.devices), "",
              "%s, %d cores; PyTorch %s, cuDNN %s; %s%s; batch %d; %d records of %s; input %dx%d. 1-minute load "
@@ -134,15 +154,14 @@ def main(argv=None):
                                                         ", torch.compile" if args.compile else "", args.batch_size,
                                                         record.num_records, rec, *image_shape[1:], load_before,
                                                         os.getloadavg()[0]),
-             "", "## Input pipeline alone (decode, mirror, batches of uint8; %d batches, workers' start included)"
-             % args.input_batches, "", "| decode processes | img/s |", "|---:|---:|"]
-    lines += ["| %d | %.1f |" % row for row in inputs]
-    lines += ["", "## Training steps (forward, backward, update, metrics; end to end with %d decode processes)"
+             "", "## Input pipeline alone (decode, mirror, batches of uint8 on the device; %d batches, workers' "
+             "start included)" % args.input_batches, "", "| decoded on | input processes | img/s |", "|---|---:|---:|"]
+    lines += ["| %s | %d | %.1f |" % (decode_on, workers, rate) for (decode_on, workers), rate in inputs.items()]
+    lines += ["", "## Training steps (forward, backward, update, metrics; end to end with %d input processes)"
               % max(args.workers), "",
-              "| network | model alone img/s | end to end img/s | reference, whole 8-GPU machine |",
-              "|---|---:|---:|---:|"]
-    lines += ["| %s | %.1f | %.1f | %s |" % (network, alone, end, REFERENCE_MACHINE.get(network, ""))
-              for network, alone, end in rows]
+              "| network | decoded on | model alone img/s | end to end img/s | input alone / end to end "
+              "| reference, whole 8-GPU machine |", "|---|---|---:|---:|---:|---:|"]
+    lines += ["| %s | %s | %.1f | %.1f | %.1fx | %s |" % (*row, REFERENCE_MACHINE.get(row[0], "")) for row in rows]
     publish(lines, args.out or os.path.join(HERE, "results", "train_torch_%s.md" % device))
     return 0
 

@@ -17,7 +17,9 @@ framework, MXNet or PyTorch (`open_runner`): they never share a process.
 (images x views) without ever splitting a product: a product that does not fit starts
 the next batch, one larger than `batch_size` goes alone. `predict_products` runs a batch
 through every model and gives each product an ``(n_models, n_good_images, classes)``
-array: softmax probabilities, averaged over each image's views.
+array: softmax probabilities, averaged over each image's views. `predict_jpegs` does the
+same for products that carry JPEG bytes instead of pixels (``--decode-on device``): only
+the PyTorch runner decodes them (predict.torch_models.TorchRunner).
 """
 import json
 import os
@@ -119,10 +121,10 @@ def mxnet_context(text):
 class Batcher:
     """Collects decoded products into batches of whole products (see the module docstring)."""
 
-    def __init__(self, batch_size):
+    def __init__(self, batch_size, n_views=1):
         if batch_size < 1:
             raise ValueError("batch size must be at least 1")
-        self.batch_size = batch_size
+        self.batch_size, self.n_views = batch_size, n_views
         self.items, self.inputs = [], 0
 
     def __len__(self):
@@ -131,7 +133,7 @@ class Batcher:
     def add(self, decoded):
         """Add one product; return the batches now complete (zero, one or two)."""
         ready = []
-        n = len(decoded.pixels)
+        n = decoded.inputs(self.n_views)
         if self.items and self.inputs + n > self.batch_size:
             ready.append(self.take())
         self.items.append(decoded)
@@ -186,9 +188,26 @@ class Runner:
         """``[(decoded, probs)]`` for a batch; probs ``(n_models, n_good_images, classes)``."""
         sizes = [len(d.pixels) for d in batch]
         if sum(sizes) == 0:
-            per_model = [np.zeros((0, m.classes), np.float32) for m in self.models]
+            per_model = self.no_probabilities()
         else:
             per_model = self.probabilities(np.concatenate([d.pixels for d in batch if len(d.pixels)]))
+        return self.per_product(batch, sizes, per_model, n_views)
+
+    def predict_jpegs(self, batch, views, skip_bad=False):
+        """`predict_products` of a batch of products that carry JPEG bytes (``--decode-on
+        device``, predict.decode.check_product): decoded on the device by the runners that
+        can (predict.torch_models.TorchRunner)."""
+        raise ValueError(f"{type(self).__name__} cannot decode pictures on its device (--decode-on device): "
+                         "that needs PyTorch model workers (--backend torch)")
+
+    def no_probabilities(self):
+        return [np.zeros((0, m.classes), np.float32) for m in self.models]
+
+    @staticmethod
+    def per_product(batch, sizes, per_model, n_views):
+        """``[(decoded, probs)]``: the rows of `per_model` (``(inputs, classes)`` per model),
+        `sizes` inputs per product, as each product's ``(n_models, n_good_images, classes)``
+        view means."""
         out, start = [], 0
         for d, n in zip(batch, sizes):
             probs = np.stack([p[start:start + n].reshape(n // n_views, n_views, p.shape[1]).mean(axis=1)

@@ -6,6 +6,9 @@ gives), checked for consistency when decoded.
 
 - product (reader -> decoder):   header | jpeg 0 | jpeg 1 | ...
 - decoded (decoder -> worker):   header | md5 digests (16 bytes each) | pixels uint8
+  or, decoding on the device:    header | md5 digests | jpeg of good image 0 | jpeg of good image 1 | ...
+  (the header's ``jpegs``: how many JPEG frames, one per good image; ``where``: the
+  product's path, offset and record, for the errors of the device decoding)
 - result  (worker -> collector): header | md5 digests | probs float32 (models, good images, classes)
 - control (any child -> parent): one JSON frame (see predict.pipeline)
 """
@@ -56,7 +59,7 @@ def _decoded_header(d, **extra):
                 hash=d.product_hash.hex(), counts=counts, problems=d.problems, **extra)
 
 
-def _decoded_from_header(h, md5_frame, pixels):
+def _decoded_from_header(h, md5_frame, pixels, jpegs=None):
     md5 = bytes(md5_frame)
     if len(md5) != DIGEST * h["n_images"]:
         raise MessageError(f"product {h['id']}: {len(md5)} bytes of MD5s for {h['n_images']} images")
@@ -64,17 +67,30 @@ def _decoded_from_header(h, md5_frame, pixels):
         [None if c is None else (np.asarray(c[0], np.int64), np.asarray(c[1], np.int64)) for c in h["counts"]]
     return DecodedProduct(h["seq"], h["id"], h["label"], h["n_images"], h["good"], pixels,
                           [md5[i:i + DIGEST] for i in range(0, len(md5), DIGEST)], bytes.fromhex(h["hash"]),
-                          counts, h["problems"])
+                          counts, h["problems"], jpegs, h.get("where"))
 
 
 def decoded_frames(d):
+    if d.jpegs is not None:
+        header = _decoded_header(d, jpegs=len(d.jpegs), where=d.where)
+        return [json.dumps(header).encode(), b"".join(d.md5s), *d.jpegs]
     header = _decoded_header(d, pixels=list(d.pixels.shape))
     return [json.dumps(header).encode(), b"".join(d.md5s), d.pixels]
 
 
 def decoded_from_frames(frames):
+    """The `DecodedProduct` of a decoded message: with pixels, or (decoding on the device)
+    with the JPEG frames, as they are (bytes-like; no copy), in `jpegs`."""
     h = _json(frames[0])
-    return _decoded_from_header(h, frames[1], _array(frames[2], np.uint8, h["pixels"]))
+    if "jpegs" not in h:
+        if len(frames) != 3:
+            raise MessageError(f"product {h.get('id')}: {len(frames)} frames in a decoded message of pixels, not 3")
+        return _decoded_from_header(h, frames[1], _array(frames[2], np.uint8, h["pixels"]))
+    good = sum(bool(g) for g in h["good"])
+    if not h["jpegs"] == len(frames) - 2 == good or len(h["good"]) != h["n_images"]:
+        raise MessageError(f"product {h.get('id')}: {len(frames) - 2} JPEG frames, the header says {h['jpegs']} "
+                           f"of {good} good images among {len(h['good'])} flags for {h['n_images']} images")
+    return _decoded_from_header(h, frames[1], None, list(frames[2:]))
 
 
 def result_frames(d, probs):

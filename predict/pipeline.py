@@ -9,6 +9,10 @@ fork) joined by PUSH/PULL sockets::
 
 - The reader streams products in input order and numbers them (the output row).
 - Decoders decode JPEGs, build the test-time views, take MD5s and dictionary counts.
+  With ``decode_on="device"`` they take the MD5s and counts and check each picture's
+  structure but do not decode: the JPEG bytes travel on, and the model worker (PyTorch
+  only) decodes a whole batch on its device and builds the views there
+  (predict.torch_models.TorchRunner.predict_jpegs).
 - A model worker batches whole products (never splitting one) and runs every model; its
   last, incomplete batch runs when the collector, which knows from the reader that the
   input has ended, sends "flush" (a PUB socket) because results stopped coming.
@@ -48,8 +52,8 @@ from tqdm import tqdm
 from data.cli import UserError
 from data.devices import parse_device
 from predict import messages
-from predict.decode import Views, decode_product
-from predict.inference import Batcher, open_runner
+from predict.decode import DECODE_ON, Views, check_products, decode_product
+from predict.inference import Batcher, open_runner, worker_framework
 from predict.preprocess import decoded_size
 
 TRANSPORTS = ("ipc", "tcp")
@@ -57,6 +61,7 @@ POLL_MS = 100                 # collector loop period: liveness and stall checks
 DRAIN_MAX = 256               # results handled between two liveness checks
 CHILD_POLL_MS = 1000          # children re-check that their parent is alive this often
 PROGRESS_EVERY = 1.0          # seconds between progress reports of a child
+CHECK_MAX = 64                # decoding on the device: products a decoder checks at once, of those waiting
 
 
 class PipelineError(UserError, RuntimeError):
@@ -83,10 +88,13 @@ class PipelineConfig:
     stall_timeout: float = 300.0  # seconds without a completed product (or, at start, a ready model worker)
     skip_bad_images: bool = False
     progress: bool = True
+    decode_on: str = "decoders"   # where pictures are decoded: predict.decode.DECODE_ON
 
     def __post_init__(self):
         if self.transport not in TRANSPORTS:
             raise ValueError(f"transport must be one of {TRANSPORTS}, not {self.transport!r}")
+        if self.decode_on not in DECODE_ON:
+            raise ValueError(f"decode_on must be one of {DECODE_ON}, not {self.decode_on!r}")
         if self.decoders < 0:
             raise ValueError("the number of decoders cannot be negative")
         for device in self.devices:
@@ -96,6 +104,30 @@ class PipelineConfig:
         """This configuration with its views at the decoded size of `models` (as the model
         workers describe them; predict.preprocess)."""
         return replace(self, views=self.views.at_size(decoded_size(models)))
+
+
+def prepare(products, config, md5_counts=None):
+    """A decoder's work on `predict.sources.Product`s: their decoded views
+    (predict.decode.decode_product) or, decoding on the device, their checked JPEG bytes
+    (predict.decode.check_products: the pictures of all of them checked at once)."""
+    if config.decode_on == "device":
+        return check_products(products, config.skip_bad_images, md5_counts)
+    return [decode_product(p, config.views, config.skip_bad_images, md5_counts) for p in products]
+
+
+def predict_batch(runner, batch, config):
+    """``[(decoded, probs)]`` of a model worker's `batch` (predict.inference.Runner)."""
+    if config.decode_on == "device":
+        return runner.predict_jpegs(batch, config.views, config.skip_bad_images)
+    return runner.predict_products(batch, config.views.count)
+
+
+def check_decode_on(config, handles):
+    """Decoding on the device needs PyTorch model workers: a one-line `ValueError`
+    otherwise, raised before any process starts."""
+    if config.decode_on == "device" and worker_framework(handles) != "torch":
+        raise ValueError("--decode-on device needs PyTorch model workers, and these models run on MXNet: "
+                         "add --backend torch (or decode with --decode-on decoders)")
 
 
 # ----------------------------------------------------------------------------------------
@@ -201,15 +233,19 @@ def _decoder(zctx, report, reader_address, worker_addresses, config, md5_counts)
     out = _socket(zctx, zmq.PUSH, config.queue_size)
     for address in worker_addresses:
         out.connect(address)
-    received = 0
+    received = sent = 0
+    at_once = CHECK_MAX if config.decode_on == "device" else 1
     while True:
         report.wait(inp, zmq.POLLIN)
-        product = messages.product_from_frames(inp.recv_multipart())
-        received += 1
-        decoded = decode_product(product, config.views, config.skip_bad_images, md5_counts)
-        report.wait(out, zmq.POLLOUT)
-        out.send_multipart(messages.decoded_frames(decoded), copy=False)
-        report.progress(received=received, sent=received)
+        products = [messages.product_from_frames(inp.recv_multipart())]
+        while len(products) < at_once and inp.poll(0, zmq.POLLIN):      # those waiting, without waiting
+            products.append(messages.product_from_frames(inp.recv_multipart()))
+        received += len(products)
+        for decoded in prepare(products, config, md5_counts):
+            report.wait(out, zmq.POLLOUT)
+            out.send_multipart(messages.decoded_frames(decoded), copy=False)
+            sent += 1
+        report.progress(received=received, sent=sent)
 
 
 def _model_worker(zctx, report, handles, device, config, ipc_dir, collector_address, commands_address):
@@ -222,12 +258,12 @@ def _model_worker(zctx, report, handles, device, config, ipc_dir, collector_addr
     commands.setsockopt(zmq.SUBSCRIBE, b"")
     commands.connect(commands_address)
     report.send("ready", address=address, models=runner.describe())
-    batcher, n_views = Batcher(config.batch_size), config.views.count
+    batcher = Batcher(config.batch_size, config.views.count)
     received = sent = 0
 
     def run(batch):
         nonlocal sent
-        for decoded, probs in runner.predict_products(batch, n_views):
+        for decoded, probs in predict_batch(runner, batch, config):
             report.wait(out, zmq.POLLOUT)
             out.send_multipart(messages.result_frames(decoded, probs), copy=False)
             sent += 1
@@ -370,6 +406,7 @@ def run_pipeline(source, handles, make_aggregator, config, md5_counts=None):
     the model workers have described their models. Returns the aggregator's manifests."""
     if config.decoders < 1:
         raise ValueError("the ZeroMQ pipeline needs at least one decoder (run_in_process needs none)")
+    check_decode_on(config, handles)
     with tempfile.TemporaryDirectory(prefix="predict-zmq-") as ipc_dir:
         zctx = zmq.Context()
         results = _socket(zctx, zmq.PULL, config.queue_size)
@@ -437,20 +474,20 @@ def _collect(sup, results, commands, aggregator, config, total_hint):
 
 def run_in_process(source, handles, make_aggregator, config, md5_counts=None):
     """The same work as `run_pipeline` in one process, without ZeroMQ."""
+    check_decode_on(config, handles)
     runner = open_runner(handles, config.devices[0])
     config = config.for_models(runner.describe())
     aggregator = make_aggregator(runner.describe())
     try:
-        batcher, n = Batcher(config.batch_size), 0
+        batcher, n = Batcher(config.batch_size, config.views.count), 0
         with _progress_bar(config, source.total_products) as bar:
             for product in source:
-                decoded = decode_product(product, config.views, config.skip_bad_images, md5_counts)
-                for batch in batcher.add(decoded):
-                    for result in runner.predict_products(batch, config.views.count):
+                for batch in batcher.add(*prepare([product], config, md5_counts)):
+                    for result in predict_batch(runner, batch, config):
                         aggregator.add(*result)
                         bar.update()
                 n += 1
-            for result in runner.predict_products(batcher.take(), config.views.count):
+            for result in predict_batch(runner, batcher.take(), config):
                 aggregator.add(*result)
                 bar.update()
         manifests = aggregator.finish(n)

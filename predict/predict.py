@@ -17,7 +17,9 @@ Each model runs on its run's framework (MXNet for Gluon runs, PyTorch for PyTorc
 or on ``--backend``'s: ``--backend torch`` converts Gluon runs on load and runs them on
 PyTorch (bf16 and channels_last on GPUs; ``--compile``: ``torch.compile``), the way to
 predict on H100/H200 GPUs, which MXNet 1.9.1 cannot use. A model worker runs one
-framework: a run of models of both frameworks needs ``--backend torch``.
+framework: a run of models of both frameworks needs ``--backend torch``. PyTorch model
+workers can also decode the pictures themselves, a batch at a time on their device
+(``--decode-on device``: nvJPEG on GPUs), which frees the CPU cores of the decoders.
 
 Every product whose ``_id`` can be read gets a row. One without any decodable picture
 (``--skip-bad-images``), or a test document that could not be read but whose ``_id`` could
@@ -43,7 +45,7 @@ from data.categories import CategoryMap  # noqa: E402
 from data.cli import (OldSpelling, add_common_options, add_device_options, add_skip_bad_option, command,  # noqa: E402
                       positive_int, setup_logging)
 from predict.combine import COMBINERS, parse_combiners  # noqa: E402
-from predict.decode import TTA_CHOICES, Views  # noqa: E402
+from predict.decode import DECODE_ON, TTA_CHOICES, Views  # noqa: E402
 from predict.inference import FRAMEWORKS, CheckpointModel  # noqa: E402
 from predict.md5_modes import MD5_MODES, parse_md5_modes  # noqa: E402
 from predict.pipeline import TRANSPORTS, PipelineConfig  # noqa: E402
@@ -64,6 +66,11 @@ def build_parser():
     p.add_argument("--categories", help="category_names.csv (labels of a train BSON, MD5 modes)")
     p.add_argument("--out", required=True, help="output folder; each model writes <out>/<name>/")
     p.add_argument("--decoders", type=int, default=2, help="decoder processes (0: everything in-process)")
+    p.add_argument("--decode-on", choices=DECODE_ON, default="decoders",
+                   help="where pictures are decoded: decoders (default: the decoder processes, OpenCV) or device "
+                        "(the model worker's, a batch at a time: nvJPEG on GPUs, libjpeg-turbo on the CPU; the "
+                        "decoders still take the MD5s and check each picture). PyTorch model workers only "
+                        "(--backend torch or PyTorch runs)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="network inputs (images x views) per batch")
     p.add_argument("--tta", default="flip", choices=TTA_CHOICES, help="test-time views (default flip)")
     p.add_argument("--crop-size", type=int, default=160, help="size of the 5 crops of --tta crops")
@@ -110,7 +117,8 @@ def main(argv=None):
                             views=Views.parse(args.tta, args.crop_size),
                             devices=args.devices, transport=args.transport,
                             queue_size=args.queue_size, stall_timeout=args.stall_timeout,
-                            skip_bad_images=args.skip_bad_images, progress=args.progress)
+                            skip_bad_images=args.skip_bad_images, progress=args.progress,
+                            decode_on=args.decode_on)
     categories = CategoryMap.from_csv(args.categories) if args.categories else None
     combiners = parse_combiners(",".join(COMBINERS) if args.combiners == "all" else args.combiners)
     manifests = predict_input(args.input, handles, args.out, config, categories, combiners,

@@ -16,7 +16,7 @@ import os
 from data.locks import output_lock
 from predict.aggregate import Aggregator
 from predict.decode import Md5Counts
-from predict.pipeline import run_in_process, run_pipeline
+from predict.pipeline import check_decode_on, run_in_process, run_pipeline
 from predict.preprocess import decoded_size
 from predict.sources import open_source
 
@@ -68,6 +68,7 @@ def predict_input(input_path, handles, out_dir, config, categories=None, combine
                   md5_modes=("none",), md5_dict_path=None, top_k=5, skip_bad_products=False):
     """Predict every product of `input_path` with every model; return the manifests."""
     check_names(handles)
+    check_decode_on(config, handles)
     with contextlib.ExitStack() as locks:
         for handle in handles:
             locks.enter_context(output_lock(os.path.join(out_dir, handle.name)))
@@ -81,6 +82,7 @@ def predict_input(input_path, handles, out_dir, config, categories=None, combine
             "combiners": list(combiners), "md5_modes": list(md5_modes),
             "md5_dict": os.path.abspath(md5_dict_path) if md5_dict_path else None,
             "batch_size": config.batch_size, "decoders": config.decoders, "devices": list(config.devices),
+            "decode_on": config.decode_on,
             "skip_bad_images": config.skip_bad_images, "skipped_documents": list(source.skipped),
             "created": datetime.datetime.now().isoformat(timespec="seconds"),
         }

@@ -15,7 +15,8 @@ that errors name file, place and product.
   ``IRHeader(label=class_id or -1, id=product_id, id2=image_number)``; the images of a
   product must be consecutive (the validation and test sides keep BSON file order). A
   truncated or corrupt record, or fewer records than the `.idx` lists, is an error naming
-  the file and the record.
+  the file and the record. Read with `data.recordio` (no framework: a machine with only
+  PyTorch predicts a `.rec` too).
 
 An input without any product is an error: it would give an empty submission.
 """
@@ -28,7 +29,7 @@ import numpy as np
 
 from data.bson_index import NO_CATEGORY, BsonIndex
 from data.errors import DataInputError
-from data.recordio import IR_HEADER
+from data.recordio import IR_HEADER, RecordFileError, read_record
 
 
 @dataclass
@@ -125,22 +126,16 @@ class RecSource:
             raise _empty_input_error(path, ())
 
     def __iter__(self):
-        import mxnet as mx
-        reader = mx.recordio.MXRecordIO(self.path, "r")
-        try:
-            yield from self._products(reader)
-        finally:
-            reader.close()
+        with open(self.path, "rb") as f:
+            yield from self._products(_RecReader(f, os.path.getsize(self.path)))
 
     def _read(self, reader, record):
         """The next record's payload (None at the end); a located error for a broken record."""
-        import mxnet as mx
         try:
             return reader.read()
-        except mx.base.MXNetError as e:
-            reason = str(e).strip().splitlines()[-1]
+        except RecordFileError as e:
             raise DataInputError(self.path, None, None, f"record {record}: truncated or corrupt RecordIO record "
-                                 f"({reason})") from None
+                                 f"({e.reason})") from None
 
     def _products(self, reader):
         current, seq = None, 0
@@ -171,6 +166,22 @@ class RecSource:
                                  f"{self.total_images}: the .rec is truncated or the .idx belongs to another file")
         if current is not None:
             yield current
+
+
+class _RecReader:
+    """The records of an open `.rec`, one after the other, as MXNet's ``MXRecordIO.read``
+    gives them (split records joined; None at the end), read with numpy and the standard
+    library (data.recordio): no framework, so that the predictor reads a `.rec` where only
+    PyTorch is installed."""
+
+    def __init__(self, f, size):
+        self.f, self.size, self.pos = f, size, 0
+
+    def read(self):
+        if self.pos >= self.size:
+            return None
+        payload, self.pos = read_record(self.f, self.pos)
+        return payload
 
 
 def _count_lines(path):

@@ -14,7 +14,8 @@
 #                BATCH_SIZE=64 GRAD_ACCUM=8 on one GPU [1]
 #   NUM_EPOCHS   the epoch training ends at: the phase it falls in ends there, later phases are
 #                left out [the recipe's]
-#   BACKEND      mxnet (Gluon) or torch (PyTorch: Hopper and newer GPUs, one GPU per process) [mxnet]
+#   BACKEND      mxnet (Gluon) or torch (PyTorch: Hopper and newer GPUs; on several GPUs each phase
+#                runs under torchrun, one process per GPU, sharing BATCH_SIZE) [mxnet]
 #   DTYPE        float32 (the reference) or float16 (GPU); with BACKEND=torch also bfloat16 [float32]
 #   KV_STORE     device, local, nccl [device]
 #   RUNS_DIR     [work/runs]

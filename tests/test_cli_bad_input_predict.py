@@ -21,6 +21,10 @@ CASES = {
         "predict", ["--input", "{test_bson}", "--models", "{run}", "--class-prior", "{tmp}/A_train.report.json",
                     "--out", "{tmp}/preds", "--no-progress"],
         "{tmp}/A_train.report.json: no such conversion report"),
+    "--decode-on device with MXNet model workers": (
+        "predict", ["--input", "{test_bson}", "--models", "{run}", "--decode-on", "device", "--out", "{tmp}/preds",
+                    "--no-progress"],
+        "--decode-on device needs PyTorch model workers, and these models run on MXNet: add --backend torch"),
     "prediction folders of different inputs": (
         "ensemble", ["--preds", "{preds_a}", "{preds_b}", *ENSEMBLE],
         "{preds_b} and {preds_a} do not hold the same products"),

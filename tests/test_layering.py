@@ -25,7 +25,7 @@ FRAMEWORK_MODULES = {
     "models.gluoncv_nets", "models.registry", "models.weights",
     # PyTorch: the twins of the networks, the training backend and its input, the predictor's
     # PyTorch model worker.
-    "models.torch_nets", "train.backend_torch", "train.torch_data", "predict.torch_models",
+    "models.torch_nets", "train.backend_torch", "train.torch_data", "predict.torch_models", "predict.torch_decode",
     # MXNet: the training backend and what still uses it directly.
     "train.backend_mxnet", "train.checkpoint", "train.devices", "train.evaluate", "train.metrics_mxnet",
     "train.optim", "train.step",

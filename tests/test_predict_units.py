@@ -11,10 +11,11 @@ from data.md5_dict import build_dictionary, image_md5, product_hash
 from helpers import jpeg_bytes, write_bson
 from predict import messages
 from predict.combine import COMBINERS, combine_images, combine_models, parse_combiners
-from predict.decode import DecodedProduct, Md5Counts, Views, decode_product
+from predict.decode import DecodedProduct, Md5Counts, Views, check_product, check_products, decode_product
 from predict.inference import Batcher
 from predict.md5_modes import apply_md5_mode, apply_product_hash, image_vector, parse_md5_modes
 from predict.outputs import Predictions, PredictionWriter, RowArrayWriter, npy_header, top_classes
+from predict.pipeline import PipelineConfig, check_decode_on
 from predict.sources import Product
 
 TWO = np.array([[0.5, 0.3, 0.2],
@@ -249,3 +250,69 @@ def test_batcher_never_splits_a_product():
         sizes += [[len(d.pixels) for d in b] for b in batcher.add(product(n))]
     sizes.append([len(d.pixels) for d in batcher.take()])
     assert sizes == [[1, 2], [2], [6], [1, 3], []]
+
+
+def test_check_product_forwards_the_jpegs_that_pass_the_structural_check():
+    """--decode-on device: the decoders' MD5s, hash and counts, without decoding; a picture that
+    fails data.jpeg's check is reported with its place (skip_bad) or stops the product."""
+    jpegs = [jpeg_bytes(3), jpeg_bytes(4)[:-40], jpeg_bytes(5)]          # the second one is truncated
+    product = Product(7, 1234, 2, jpegs, "t.rec", record=17)
+    checked = check_product(product, skip_bad=True, md5_counts=lambda md5s: [None] * len(md5s))
+    assert checked.pixels is None and checked.jpegs == [jpegs[0], jpegs[2]] and checked.good == [True, False, True]
+    assert checked.md5s == [image_md5(j) for j in jpegs] and checked.product_hash == product_hash(checked.md5s)
+    assert checked.counts == [None] * 3 and checked.inputs(n_views=2) == 4
+    assert checked.problems == ["t.rec, product 1234: record 17: image 1 is not a decodable JPEG "
+                                f"({len(jpegs[1])} bytes): truncated (no end-of-image marker)"]
+    with pytest.raises(ValueError, match=r"t\.rec, product 1234: record 17: image 1 is not a decodable JPEG"):
+        check_product(product)
+    # the model worker's verdict on a picture that passed: the same located error, or left out
+    with pytest.raises(ValueError, match=r"t\.rec, product 1234: record 17: image 2 \(9 bytes\) is not"):
+        checked.drop_image(2, "(9 bytes) is not a decodable JPEG", skip_bad=False)
+    # several products checked at once (one structural check over all their pictures): the same
+    other = Product(8, 99, -1, [b"", jpeg_bytes(6)], "t.rec", record=20)
+    together = check_products([product, other], skip_bad=True)
+    assert [(c.good, c.jpegs, c.problems, c.md5s) for c in together] == \
+        [(c.good, c.jpegs, c.problems, c.md5s) for c in (check_product(product, True), check_product(other, True))]
+    assert together[1].problems == ["t.rec, product 99: record 20: image 0 is not a decodable JPEG (0 bytes): "
+                                    "empty picture"]
+    checked.drop_image(2, "(9 bytes) is not a decodable JPEG", skip_bad=True)
+    assert checked.good == [True, False, False] and checked.problems[1].endswith("image 2 (9 bytes) is not a "
+                                                                                   "decodable JPEG")
+
+
+def test_wire_format_of_jpegs_for_the_device():
+    """decoded message with JPEG frames: one frame per good image, counted by the header and
+    checked against the good flags; no pickle."""
+    product = Product(3, 42, 5, [jpeg_bytes(1), b"", jpeg_bytes(2)], "x.bson", offset=99)
+    checked = check_product(product, skip_bad=True)
+    frames = messages.decoded_frames(checked)
+    header = json.loads(frames[0])
+    assert len(frames) == 4 and header["jpegs"] == 2 and header["where"] == {"path": "x.bson", "offset": 99,
+                                                                             "record": None}
+    again = messages.decoded_from_frames([memoryview(bytes(f)) for f in frames])
+    assert [bytes(j) for j in again.jpegs] == checked.jpegs and again.pixels is None
+    assert again.good == [True, False, True] and again.md5s == checked.md5s and again.where == checked.where
+    assert str(again.error("image 2 bad")) == "x.bson: offset 99, product 42: image 2 bad"
+    with pytest.raises(messages.MessageError, match="1 JPEG frames, the header says 2"):
+        messages.decoded_from_frames(frames[:3])
+    with pytest.raises(messages.MessageError, match="4 frames in a decoded message of pixels"):
+        messages.decoded_from_frames(messages.decoded_frames(decode_product(product, Views(), True)) + [b"x"])
+    batcher = Batcher(6, n_views=2)             # 2 images x 2 views a product
+    assert batcher.add(checked) == [] and batcher.add(checked) == [[checked]] and len(batcher) == 1
+
+
+def test_decode_on_device_needs_pytorch_model_workers():
+    class Handle:
+        def __init__(self, framework):
+            self.name, self._framework = f"a {framework} model", framework
+
+        def framework(self):
+            return self._framework
+
+    device = PipelineConfig(decode_on="device")
+    with pytest.raises(ValueError, match="--decode-on device needs PyTorch model workers.*--backend torch"):
+        check_decode_on(device, [Handle("mxnet")])
+    check_decode_on(device, [Handle("torch")])
+    check_decode_on(PipelineConfig(), [Handle("mxnet")])
+    with pytest.raises(ValueError, match="decode_on must be one of"):
+        PipelineConfig(decode_on="gpu")

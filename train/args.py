@@ -12,7 +12,7 @@ import argparse
 import re
 
 from data.cli import add_common_options, add_device_options, gpu_numbers_of, positive_int
-from train.config import KVSTORES, OPTIMIZERS, TrainConfig
+from train.config import DECODE_PLACES, KVSTORES, OPTIMIZERS, WORKER_DECODE, TrainConfig
 
 
 def _int_list(text):
@@ -42,6 +42,10 @@ def add_data_args(parser):
     group.add_argument("--epoch-size", type=int, default=0,
                        help="images per epoch (all workers together); 0: one full pass. Shorter epochs checkpoint "
                             "and validate more often; each epoch draws from a fresh shuffle")
+    group.add_argument("--decode-on", choices=DECODE_PLACES, default=WORKER_DECODE,
+                       help="where --backend torch decodes the JPEGs: in the --data-nthreads input workers with "
+                            "OpenCV (default), or in batches on the training device (nvJPEG on a GPU; the workers "
+                            "then only read records)")
     return group
 
 
@@ -172,6 +176,9 @@ def parse_args(argv=None):
         parser.error("--label-smoothing must be in [0, 1)")
     if args.backend != "torch" and (args.dtype == "bfloat16" or args.compile):
         parser.error("--dtype bfloat16 and --compile need --backend torch")
+    if args.backend != "torch" and args.decode_on != WORKER_DECODE:
+        parser.error("--decode-on %s needs --backend torch (MXNet's ImageRecordIter decodes in its own threads)"
+                     % args.decode_on)
     try:
         re.compile(args.freeze_keep)
     except re.error as err:

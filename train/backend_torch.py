@@ -11,7 +11,8 @@ CPUs; each process reads its own shard, ``torch_data.epoch_order``). ``--cpu-dev
 splits each batch into k parts with batch norms of their own, as MXNet's k CPU contexts
 do, so one process can stand for k workers (the tests compare them). On GPUs:
 channels_last, cuDNN autotuning, ``--dtype bfloat16`` (autocast) or ``float16`` (autocast
-and loss scaling), ``--compile`` (``torch.compile``).
+and loss scaling), ``--compile`` (``torch.compile``), ``--decode-on device`` (JPEGs decoded in batches by
+nvJPEG on the GPU: ``train.torch_data``).
 
 Several machines: the same command under ``torchrun`` on each, e.g. for 2 machines of 8 GPUs::
 
@@ -163,7 +164,16 @@ def load_start_weights(model, network, classes, start, pretrained, logger):
                 logger.info("copied the classifier of %s", start.params)
         logger.info("initialised from %s", start.params)
     elif pretrained:
-        weights = pretrained if pretrained.endswith(TORCH_SUFFIXES) else gluon_weights_to_state(pretrained, network)
+        try:
+            weights = pretrained if pretrained.endswith(TORCH_SUFFIXES) else gluon_weights_to_state(pretrained,
+                                                                                                  network)
+        except WeightConversionError as err:
+            raise WeightConversionError(
+                "%s: %s. --backend torch takes ImageNet weights as timm's or torchvision's files (%s; e.g. "
+                "dpn92.mx_in1k, resnext101_64x4d.gluon_in1k, densenet161.tv_in1k: --pretrained FILE, PRETRAINED=FILE "
+                "for the recipe scripts) or Gluon .params in the network's own names (a run's checkpoint, "
+                "python -m models.convert_weights); the reference's published MXNet checkpoints load with "
+                "--backend mxnet" % (pretrained, err, "/".join(TORCH_SUFFIXES))) from None
         load_imagenet_backbone(model, weights)
         logger.info("initialised from ImageNet weights %s", pretrained)
 
@@ -314,9 +324,9 @@ class TorchBackend(Backend):
         epoch_seed = data_iter.train_epoch_seed(self.config.logging.seed, epoch)
         order = torch_data.epoch_order(data.train.num_records, epoch_seed, self.config.optimizer.batch_size,
                                        self.rank, self.num_workers)
-        dataset = torch_data.RecordImages(data.train, data.image_shape, data.augmentation, epoch_seed)
-        return torch_data.batches(dataset, order, self.config.optimizer.batch_size, self.config.data.data_nthreads,
-                                  pin_memory=self.device.type == "cuda")
+        return torch_data.batches(data.train, order, self.config.optimizer.batch_size, data.image_shape,
+                                  data.augmentation, epoch_seed, self.config.data.data_nthreads,
+                                  self.config.data.decode_on, self.device)
 
     def _input(self, pixels, spec):
         return torch_data.normalise(pixels, spec.mean, spec.scale, self.device, self.device.type == "cuda")
@@ -360,13 +370,13 @@ class TorchBackend(Backend):
         model itself (not its distributed wrapper: only the chief validates)."""
         headers, top_k = data.val_headers, self.config.logging.top_k
         sums, products, position = torch.zeros(4, dtype=torch.float64, device=self.device), metrics.ProductAccuracy(), 0
-        dataset = torch_data.RecordImages(data.val, data.image_shape)
         order = np.arange(data.val.num_records)
         self.model.eval()
         with torch.no_grad():
-            for pixels, labels in torch_data.batches(dataset, order, self.config.optimizer.batch_size,
-                                                     self.config.data.data_nthreads, drop_last=False,
-                                                     pin_memory=self.device.type == "cuda"):
+            for pixels, labels in torch_data.batches(data.val, order, self.config.optimizer.batch_size,
+                                                     data.image_shape, workers=self.config.data.data_nthreads,
+                                                     decode_on=self.config.data.decode_on, device=self.device,
+                                                     drop_last=False):
                 with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
                     logits = self.model(self._input(pixels, data.spec)).float()
                 size = len(labels)

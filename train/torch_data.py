@@ -1,26 +1,37 @@
 """PyTorch input over the same indexed RecordIO files as the Gluon path (``train.data_iter``).
 
 Records are read with the framework-free reader (``data.recordio``): each DataLoader
-worker process opens the ``.rec`` itself (after the fork, so no file position is shared)
-and decodes JPEGs with OpenCV (``predict.preprocess.decode_rgb``). Batches leave the
-workers as uint8 NCHW tensors (4x less to copy than float32) in pinned memory; the
-backend copies them to the device without blocking and normalises them there
-(``normalise``: ``(pixel - mean) * scale``, as ``ImageRecordIter`` does in C++).
+worker process opens the ``.rec`` itself (after the fork, so no file position is shared).
+Where the JPEGs are decoded is an option (``--decode-on``, `batches`):
+
+- ``workers`` (the default): OpenCV in the worker processes (``predict.preprocess.decode_rgb``),
+  which augment too. Batches leave the workers as uint8 NCHW tensors (4x less to copy
+  than float32) in pinned memory; the backend copies them to the device without
+  blocking and normalises them there (``normalise``: ``(pixel - mean) * scale``, as
+  ``ImageRecordIter`` does in C++). 59,000 img/s on 16 cores of an H200 machine (issue
+  13's figure), the rate a DPN-92 needs 3x over.
+- ``device``: the workers only read the JPEG bytes; the main process decodes each batch
+  with one batched call on the training device (nvJPEG on a GPU:
+  ``predict.torch_decode``) and augments it there (`augment_on_device`), for machines
+  with fewer cores per GPU. Same pictures (libjpeg-turbo on the CPU equals OpenCV bit
+  for bit), same draws, OpenCV's resize bit for bit, colour jitter within 1-2 levels of OpenCV's.
 
 Augmentations follow the options of MXNet's ``ImageRecordIter`` as the Gluon path sets
 them (``data_iter.Augmentation``), in the same order: resize of the shorter edge, random
-scale, crop of the input size (random with ``random_crop``, else centred), HSL jitter,
-random mirror. They are not bit-identical to MXNet's C++ (other random streams).
+scale (one resize to the product of both: `geometry`), crop of the input size (random
+with ``random_crop``, else centred), HSL jitter, random mirror. They are not
+bit-identical to MXNet's C++ (other random streams).
 
 Order and exactness of a resume: an epoch's order is one global permutation seeded by
 ``data_iter.train_epoch_seed(seed, epoch)``, dealt to the workers of a distributed run
-a batch each in turn (`epoch_order`); the augmentation of a record is drawn from a generator seeded by
-(epoch seed, record number). Both are functions of (seed, epoch, record) only, so a
+a batch each in turn (`epoch_order`); the augmentation of a record (`Draws`) is drawn from a generator seeded by
+(epoch seed, record number), before the picture is decoded, so both decoding places draw alike. Both are functions of (seed, epoch, record) only, so a
 resumed run reads exactly what an uninterrupted one reads, and one process reading a
 global batch of B images reads the union of what n processes reading B/n each read.
 
 Importing this module imports PyTorch: never in an MXNet process.
 """
+import dataclasses
 import os
 
 import cv2
@@ -29,8 +40,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from data import recordio
-from predict.preprocess import decode_rgb
+from predict import torch_decode
+from predict.preprocess import decode_rgb, resize
 from train import data_iter
+from train.config import DEVICE_DECODE, WORKER_DECODE
 
 
 def epoch_order(num_records, epoch_seed, batch_size, rank=0, num_workers=1):
@@ -45,61 +58,122 @@ def epoch_order(num_records, epoch_seed, batch_size, rank=0, num_workers=1):
     return order[:num_records // step * step].reshape(-1, num_workers, batch_size)[:, rank].ravel()
 
 
-def _resized(rgb, height, width):
-    return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_LINEAR)
+@dataclasses.dataclass(frozen=True)
+class Draws:
+    """The random numbers of one picture's augmentation, drawn before its size is known (so
+    the worker that reads a record and the device that decodes it agree): the scale factor,
+    the crop's place as fractions of the spare rows and columns, the hue, lightness and
+    saturation shifts and the mirror."""
+
+    scale: float = 1.0
+    crop_y: float = 0.5
+    crop_x: float = 0.5
+    shift_h: int = 0
+    shift_l: int = 0
+    shift_s: int = 0
+    mirror: bool = False
 
 
-def _shorter_edge(rgb, edge):
-    h, w = rgb.shape[:2]
-    factor = edge / min(h, w)
-    return _resized(rgb, max(1, round(h * factor)), max(1, round(w * factor)))
+def draw(aug, rng):
+    """The `Draws` of augmentations `aug` (``data_iter.Augmentation``) from `rng`, always in
+    the same order whatever `aug` switches off (so one option does not move the others)."""
+    scale, crop_y, crop_x, *shifts, mirror = rng.random(7)      # one double each, whatever the ranges
+    scale = aug.min_scale + scale * (aug.max_scale - aug.min_scale)
+    shifts = [int(u * (2 * a + 1)) - a for u, a in zip(shifts, (aug.random_h, aug.random_l, aug.random_s))]
+    mirror = mirror < 0.5
+    return Draws(float(scale), float(crop_y) if aug.random_crop else 0.5, float(crop_x) if aug.random_crop else 0.5,
+                 *shifts, bool(mirror and aug.random_mirror))
 
 
-def _hsl_jitter(rgb, aug, rng):
-    """Shift hue, saturation and lightness by uniform integers within the amplitudes (OpenCV's
-    8-bit HLS: hue in 0..179, wrapping; the others clipped to 0..255)."""
-    shift = [rng.integers(-a, a + 1) if a else 0 for a in (aug.random_h, aug.random_l, aug.random_s)]
+def draws_of(aug, epoch_seed, index):
+    """The `Draws` of record `index` in the epoch seeded `epoch_seed`."""
+    return draw(aug, np.random.default_rng([epoch_seed, index]))
+
+
+def geometry(height, width, size, aug, draws):
+    """``((h, w), (y, x))``: the size a ``height x width`` picture is resized to (shorter
+    edge to ``aug.resize``, times ``draws.scale``, at least `size`) and the corner of the
+    `size` crop taken from it (``draws.crop_y/x`` of the spare rows and columns; centred
+    without ``random_crop``)."""
+    out_h, out_w = size
+    h, w = height, width
+    if aug.resize > 0:
+        factor = aug.resize / min(h, w)
+        h, w = max(1, round(h * factor)), max(1, round(w * factor))
+    h, w = max(out_h, round(h * draws.scale)), max(out_w, round(w * draws.scale))
+    spare_y, spare_x = h - out_h, w - out_w
+    return (h, w), (min(int(draws.crop_y * (spare_y + 1)), spare_y), min(int(draws.crop_x * (spare_x + 1)), spare_x))
+
+
+def _hsl_jitter(rgb, draws):
+    """Shift hue, lightness and saturation by the draws (OpenCV's 8-bit HLS: hue in 0..179,
+    wrapping; the others clipped to 0..255)."""
     hls = cv2.cvtColor(rgb, cv2.COLOR_RGB2HLS).astype(np.int16)
-    hls[..., 0] = (hls[..., 0] + shift[0]) % 180
-    hls[..., 1:] = np.clip(hls[..., 1:] + np.array(shift[1:], np.int16), 0, 255)
+    hls[..., 0] = (hls[..., 0] + draws.shift_h) % 180
+    hls[..., 1:] = np.clip(hls[..., 1:] + np.array([draws.shift_l, draws.shift_s], np.int16), 0, 255)
     return cv2.cvtColor(hls.astype(np.uint8), cv2.COLOR_HLS2RGB)
 
 
-def augment(rgb, size, aug, rng):
-    """`rgb` (h, w, 3) uint8 made into an input of `size` (height, width) with the
-    augmentations `aug` (``data_iter.Augmentation``) drawn from `rng`."""
-    height, width = size
-    if aug.resize > 0:
-        rgb = _shorter_edge(rgb, aug.resize)
-    if (aug.min_scale, aug.max_scale) != (1.0, 1.0):
-        factor = rng.uniform(aug.min_scale, aug.max_scale)
-        rgb = _resized(rgb, max(height, round(rgb.shape[0] * factor)), max(width, round(rgb.shape[1] * factor)))
-    if rgb.shape[0] < height or rgb.shape[1] < width:
-        rgb = _resized(rgb, max(height, rgb.shape[0]), max(width, rgb.shape[1]))
-    spare_y, spare_x = rgb.shape[0] - height, rgb.shape[1] - width
-    if aug.random_crop:
-        y, x = int(rng.integers(spare_y + 1)), int(rng.integers(spare_x + 1))
-    else:
-        y, x = spare_y // 2, spare_x // 2
-    rgb = rgb[y:y + height, x:x + width]
-    if aug.random_h or aug.random_s or aug.random_l:
-        rgb = _hsl_jitter(rgb, aug, rng)
-    if aug.random_mirror and rng.random() < 0.5:
-        rgb = rgb[:, ::-1]
-    return rgb
+def augment(rgb, size, aug, draws):
+    """`rgb` (h, w, 3) uint8 made into an input of `size` (height, width): resized and
+    cropped as `geometry` says, HSL-jittered and mirrored as `draws` (`Draws`) say."""
+    (h, w), (y, x) = geometry(*rgb.shape[:2], size, aug, draws)
+    if (h, w) != rgb.shape[:2]:
+        rgb = resize(rgb, (h, w))
+    rgb = rgb[y:y + size[0], x:x + size[1]]
+    if draws.shift_h or draws.shift_l or draws.shift_s:
+        rgb = _hsl_jitter(rgb, draws)
+    return rgb[:, ::-1] if draws.mirror else rgb
 
 
-class RecordImages(Dataset):
-    """The pictures of a ``data_iter.RecordFile`` as ``(pixels, label, record number, decoded)``:
-    uint8 CHW pixels of `image_shape`. A picture that does not decode gives zeros and
-    ``decoded`` False (the main process names it: `check_decoded`), so no exception has to
-    cross from a worker process."""
+def _hsl_jitter_on_device(pixels, shifts):
+    """`_hsl_jitter` of uint8 ``(n, 3, h, w)`` `pixels` by the per-image ``(n, 3)`` shifts
+    (hue, lightness, saturation), on their device: OpenCV's 8-bit RGB <-> HLS formulas in
+    float32, rounded to 8-bit HLS in between as OpenCV does (within 2 levels of it)."""
+    rgb = pixels.float() / 255
+    r, g, b = rgb.unbind(1)
+    vmax, vmin = rgb.amax(1), rgb.amin(1)
+    diff, total = vmax - vmin, vmax + vmin
+    lightness = total / 2
+    chromatic = diff > 1e-6
+    saturation = torch.where(lightness < 0.5, diff / total.clamp_min(1e-6), diff / (2 - total).clamp_min(1e-6))
+    step = 60 / diff.clamp_min(1e-6)
+    hue = torch.where(vmax == r, (g - b) * step, torch.where(vmax == g, (b - r) * step + 120, (r - g) * step + 240))
+    hue = torch.where(chromatic, torch.where(hue < 0, hue + 360, hue), 0)
+    saturation = torch.where(chromatic, saturation, 0)
+    shift = shifts.to(pixels.device, torch.float32)[:, :, None, None]
+    h = torch.remainder((hue / 2).round() + shift[:, 0], 180) * 2
+    l = ((lightness * 255).round() + shift[:, 1]).clamp(0, 255) / 255
+    s = ((saturation * 255).round() + shift[:, 2]).clamp(0, 255) / 255
+    amplitude = s * torch.minimum(l, 1 - l)
+    channels = []
+    for n in (0, 8, 4):                       # red, green, blue
+        k = torch.remainder(n + h / 30, 12)
+        channels.append(l - amplitude * torch.minimum(k - 3, 9 - k).clamp(-1, 1))
+    return (torch.stack(channels, 1) * 255).round().clamp(0, 255).to(torch.uint8)
 
-    def __init__(self, record, image_shape, augmentation=data_iter.NO_AUGMENTATION, epoch_seed=0):
+
+def augment_on_device(images, size, aug, draws):
+    """`augment` of the decoded ``(3, h, w)`` uint8 tensors `images` with their `draws`, on
+    their device: a uint8 ``(n, 3, height, width)`` batch."""
+    crops = []
+    for image, d in zip(images, draws):
+        (h, w), (y, x) = geometry(*image.shape[1:], size, aug, d)
+        crops.append(torch_decode.resize(image, (h, w))[:, y:y + size[0], x:x + size[1]])
+    pixels = torch.stack(crops)
+    shifts = torch.tensor([[d.shift_h, d.shift_l, d.shift_s] for d in draws])
+    if bool(shifts.any()):
+        pixels = _hsl_jitter_on_device(pixels, shifts)
+    mirrored = torch.tensor([d.mirror for d in draws], device=pixels.device)
+    return torch.where(mirrored[:, None, None, None], pixels.flip(-1), pixels)
+
+
+class _RecordReader(Dataset):
+    """Records of a ``data_iter.RecordFile`` by record number; each worker process opens the
+    ``.rec`` itself (after the fork, so no file position is shared)."""
+
+    def __init__(self, record):
         self.record = record
-        self.size = tuple(image_shape[1:])
-        self.augmentation = augmentation
-        self.epoch_seed = epoch_seed
         self._file = None
         self._pid = None
 
@@ -111,15 +185,45 @@ class RecordImages(Dataset):
             self._file, self._pid = open(self.record.rec, "rb"), os.getpid()
         return self._file
 
-    def __getitem__(self, index):
+    def label_and_jpeg(self, index):
         payload, _ = recordio.read_record(self._opened(), int(self.record.offsets[index]))
         (_, label, _, _), jpeg = recordio.unpack(payload)
+        return int(label), jpeg
+
+
+class RecordImages(_RecordReader):
+    """The pictures of a ``data_iter.RecordFile`` as ``(pixels, label, record number, decoded)``:
+    uint8 CHW pixels of `image_shape`, decoded with OpenCV and augmented (`augment`). A
+    picture that does not decode gives zeros and ``decoded`` False (the main process names
+    it: `check_decoded`), so no exception has to cross from a worker process."""
+
+    def __init__(self, record, image_shape, augmentation=data_iter.NO_AUGMENTATION, epoch_seed=0):
+        super().__init__(record)
+        self.size = tuple(image_shape[1:])
+        self.augmentation = augmentation
+        self.epoch_seed = epoch_seed
+
+    def __getitem__(self, index):
+        label, jpeg = self.label_and_jpeg(index)
         rgb = decode_rgb(jpeg)
         if rgb is None:
-            return torch.zeros((3, *self.size), dtype=torch.uint8), int(label), index, False
-        rng = np.random.default_rng([self.epoch_seed, index])
-        rgb = augment(rgb, self.size, self.augmentation, rng)
-        return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))), int(label), index, True
+            return torch.zeros((3, *self.size), dtype=torch.uint8), label, index, False
+        rgb = augment(rgb, self.size, self.augmentation, draws_of(self.augmentation, self.epoch_seed, index))
+        return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))), label, index, True
+
+
+class RecordJpegs(_RecordReader):
+    """The records of a ``data_iter.RecordFile`` as ``(JPEG bytes as a uint8 tensor, label,
+    record number)``, undecoded, for decoding on the device (`DEVICE_DECODE`)."""
+
+    def __getitem__(self, index):
+        label, jpeg = self.label_and_jpeg(index)
+        return torch.frombuffer(bytearray(jpeg), dtype=torch.uint8), label, index
+
+    @staticmethod
+    def collate(samples):
+        jpegs, labels, indices = zip(*samples)
+        return list(jpegs), torch.tensor(labels), torch.tensor(indices)
 
 
 def check_decoded(record, indices, decoded):
@@ -136,21 +240,44 @@ def check_decoded(record, indices, decoded):
         "which checks every picture (--skip-bad leaves them out)" % (i, image_number, len(jpeg)))
 
 
-def batches(dataset, order, batch_size, workers, pin_memory=False, drop_last=True):
-    """DataLoader over `dataset` reading the record numbers `order` in that order, in batches
-    of `batch_size`, decoded in `workers` processes (0: in this one), each keeping two
-    batches ahead. Yields ``(pixels, labels)`` after `check_decoded`."""
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=order.tolist(), num_workers=workers,
-                        pin_memory=pin_memory, drop_last=drop_last, prefetch_factor=2 if workers else None,
-                        persistent_workers=False)
-    for pixels, labels, indices, decoded in loader:
-        check_decoded(dataset.record, indices, decoded)
-        yield pixels, labels
+def _loader(dataset, order, batch_size, workers, pin_memory, drop_last):
+    return DataLoader(dataset, batch_size=batch_size, sampler=order.tolist(), num_workers=workers,
+                      pin_memory=pin_memory, drop_last=drop_last, prefetch_factor=2 if workers else None,
+                      persistent_workers=False, collate_fn=getattr(dataset, "collate", None))
+
+
+def batches(record, order, batch_size, image_shape, augmentation=data_iter.NO_AUGMENTATION, epoch_seed=0,
+            workers=0, decode_on=WORKER_DECODE, device="cpu", drop_last=True):
+    """``(pixels, labels)`` batches of `batch_size` pictures of `record` (a
+    ``data_iter.RecordFile``), reading the record numbers `order` in that order with
+    `workers` processes (0: this one), each keeping two batches ahead; pixels uint8 NCHW of
+    `image_shape`, augmented with `augmentation` drawn for the epoch seeded `epoch_seed`.
+
+    Decoded where `decode_on` says: ``workers`` (`WORKER_DECODE`: OpenCV in the worker
+    processes; the batches come in pinned memory for a GPU `device`, still on the CPU) or
+    ``device`` (`DEVICE_DECODE`: the workers read the JPEG bytes, and one batched
+    ``predict.torch_decode.decode_on_device`` call decodes them on `device`, where they
+    are augmented: the batches are there). An undecodable picture raises
+    ``data_iter.UndecodablePictureError`` naming its record."""
+    device = torch.device(device)
+    pin_memory = device.type == "cuda"
+    size = tuple(image_shape[1:])
+    if decode_on == WORKER_DECODE:
+        dataset = RecordImages(record, image_shape, augmentation, epoch_seed)
+        for pixels, labels, indices, decoded in _loader(dataset, order, batch_size, workers, pin_memory, drop_last):
+            check_decoded(record, indices, decoded)
+            yield pixels, labels
+        return
+    for jpegs, labels, indices in _loader(RecordJpegs(record), order, batch_size, workers, pin_memory, drop_last):
+        images = torch_decode.decode_on_device(jpegs, device)
+        check_decoded(record, indices, torch.tensor([image is not None for image in images]))
+        draws = [draws_of(augmentation, epoch_seed, int(i)) for i in indices]
+        yield augment_on_device(images, size, augmentation, draws), labels
 
 
 def normalise(pixels, mean, scale, device, channels_last=False):
     """Float32 network input ``(pixel - mean) * scale`` of uint8 NCHW `pixels`, on `device`
-    (copied without blocking from pinned memory)."""
+    (copied without blocking from pinned memory when they are not there yet)."""
     x = pixels.to(device, non_blocking=True).float()
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)

@@ -3,6 +3,8 @@
 Runs as ``python train/train.py ...`` or ``python -m train.train ...``; the logic lives in
 ``train.fit`` (the loop) and ``train.args`` (the argument groups). With ``--recipe M06``
 it runs a recipe of ``train.recipes`` instead: each phase as a ``train.py`` process of its own.
+With ``--backend torch`` on several GPUs it starts itself again under ``torchrun``, one
+process per GPU (`local_torchrun`).
 """
 import argparse
 import dataclasses
@@ -33,6 +35,10 @@ def _train(argv=None):
     if request is not None:
         return _run_recipes(request)
     config = parse_config(argv)
+    relaunch = local_torchrun(config, argv)
+    if relaunch is not None:
+        print("train: one process per GPU: %s" % shlex.join(relaunch), file=sys.stderr, flush=True)
+        return _run_phase(relaunch)
     backend = backend_class(config.compute.backend)        # after the command line: --help loads no framework
     try:
         fit.run(config)
@@ -74,6 +80,21 @@ def _backend_of(argv):
     parser = argparse.ArgumentParser(add_help=False)
     add_compute_args(parser)
     return parser.parse_known_args(argv)[0].backend
+
+
+def local_torchrun(config, argv):
+    """The command that trains `config` (given as `argv`) on its GPUs with one process each
+    under ``torchrun`` (DistributedDataParallel), when it asks for ``--backend torch`` on
+    several GPUs and this process was not started by torchrun; else None. ``--batch-size``
+    keeps its meaning, the batch over the machine's GPUs (as MXNet's): each process gets
+    its share."""
+    gpus = [g for g in (config.devices.gpus or "").split(",") if g.strip()]
+    if config.compute.backend != "torch" or len(gpus) < 2 or "LOCAL_RANK" in os.environ:
+        return None
+    if config.optimizer.batch_size % len(gpus):
+        raise UserError("--batch-size %d does not split evenly over %d GPUs" % (config.optimizer.batch_size, len(gpus)))
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(len(gpus)),
+            os.path.abspath(__file__), *argv, "--batch-size", str(config.optimizer.batch_size // len(gpus))]
 
 
 def _run_phase(command):

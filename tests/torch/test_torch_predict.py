@@ -3,6 +3,7 @@ Gluon runs trained by MXNet (in a child process, predict_side.py) converted on l
 parity of both frameworks' predictions, a crash of a PyTorch worker, a mixed ensemble.
 Each prediction runs in a fresh process (torch_predict_side.py: this pytest process has
 run PyTorch, after which forked PyTorch workers would hang)."""
+import collections
 import csv
 import gzip
 import importlib.util
@@ -157,3 +158,148 @@ def test_device_strings_name_torch_devices():
     assert torch_device("gpu:3") == torch.device("cuda", 3)
     with pytest.raises(ValueError, match="device must look like"):
         torch_device("cuda:0")
+
+
+# ----------------------------------------------------------------------------------------
+# --decode-on device: the PyTorch model worker decodes the JPEGs (libjpeg-turbo on the CPU)
+# ----------------------------------------------------------------------------------------
+def assert_same_predictions(expected_folder, actual_folder, tolerance=1e-3):
+    """The same rows, the same top-1 class on every product, probabilities within `tolerance`."""
+    expected, actual = Predictions(expected_folder), Predictions(actual_folder)
+    for field in ("ids", "labels", "n_images"):
+        np.testing.assert_array_equal(getattr(actual, field), getattr(expected, field), err_msg=field)
+    p, q = probabilities(expected_folder), probabilities(actual_folder)
+    np.testing.assert_array_equal(q.argmax(axis=1), p.argmax(axis=1))
+    assert np.abs(p - q).max() <= tolerance
+    return expected, actual
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("views", ["flip", "flip,crops"])
+def test_decoding_on_the_device_predicts_what_the_decoders_predict(world, torch_preds, views, tmp_path):
+    """``--decode-on device`` through the pipeline (2 decoders checking and forwarding the
+    JPEGs, the worker decoding them with libjpeg-turbo and building the views in torch):
+    OpenCV's pixels, so the same top-1 on every product and probabilities within 1e-3 of
+    the decoders' (flip: torch_preds's run)."""
+    if views == world["views"]:
+        expected = torch_preds[0]
+    else:
+        predict_side(world, tmp_path / "decoders", decoders=2, devices=["cpu"], views=views)
+        expected = str(tmp_path / "decoders" / "out")
+    manifests = predict_side(world, tmp_path / "device", decoders=2, devices=["cpu"], views=views,
+                             decode_on="device")["manifests"]
+    assert [m["decode_on"] for m in manifests] == ["device", "device"]
+    for name in MODELS:
+        mxnet, device = assert_same_predictions(os.path.join(expected, name), str(tmp_path / "device" / "out" / name))
+        assert device.manifest["images"] == mxnet.manifest["images"] and device.manifest["problems"] == []
+        assert device.manifest["tta"] == mxnet.manifest["tta"]
+
+
+def corrupt_huffman_selector(jpeg):
+    """`jpeg` whose scan asks for Huffman tables 2 (DC and AC), which it does not define:
+    the structural check (data.jpeg) passes it, libjpeg (OpenCV's and torchvision's)
+    refuses it ("Huffman table 0x02 was not defined")."""
+    picture = bytearray(jpeg)
+    sos = picture.index(b"\xff\xda")
+    picture[sos + 6] = 0x22          # the first component's table selectors (DC << 4 | AC)
+    return bytes(picture)
+
+
+@pytest.fixture(scope="module")
+def bad_rec(world, tmp_path_factory):
+    """The first products of the world's `.rec`, one picture of a product of several
+    pictures and the only picture of another corrupted as `corrupt_huffman_selector` does;
+    ``(rec, the product ids, their bad image numbers)``."""
+    import cv2
+    from data.jpeg import picture_problem
+    from data.recordio import iter_records, unpack
+    from helpers import write_pictures_rec
+    records = [(label, int(product_id), int(number), jpeg)       # (read without MXNet: not in this process)
+               for (_, label, product_id, number), jpeg in (unpack(p) for _, p in iter_records(world["rec"]))]
+    images = collections.Counter(r[1] for r in records)
+    records = [r for r in records if r[1] in list(images)[:12]]     # the first 12 products
+    several = next(p for p in images if images[p] > 1)
+    single = next(p for p in images if images[p] == 1)
+    bad = {several: 1, single: 0}
+    for i, (label, product_id, number, jpeg) in enumerate(records):
+        if bad.get(product_id) == number:
+            jpeg = corrupt_huffman_selector(jpeg)
+            assert picture_problem(jpeg) is None
+            assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR) is None
+            records[i] = (label, product_id, number, jpeg)
+    folder = tmp_path_factory.mktemp("bad-rec")
+    rec = write_pictures_rec(str(folder / "bad"), *zip(*records))
+    return rec, bad
+
+
+def bad_rec_job(world, bad_rec):
+    return dict(rec=bad_rec[0], runs=world["runs"][:1], decoders=2, devices=["cpu"], batch_size=8,
+                decode_on="device")
+
+
+@pytest.mark.slow
+def test_a_picture_the_device_cannot_decode_is_skipped_and_reported_as_the_decoders_do(world, bad_rec, tmp_path):
+    """A picture that passes the decoders' structural check but does not decode on the device,
+    with skip_bad_images: left out (the product of one picture gets the fallback) and
+    reported, exactly as the decoders leave out a picture OpenCV cannot decode."""
+    bad = bad_rec[1]
+    job = dict(bad_rec_job(world, bad_rec), skip_bad_images=True)
+    [decoders] = predict_side(world, tmp_path / "decoders", **dict(job, decode_on="decoders"))["manifests"]
+    [device] = predict_side(world, tmp_path / "device", **job)["manifests"]
+    name = os.path.basename(world["runs"][0])
+    assert_same_predictions(str(tmp_path / "decoders" / "out" / name), str(tmp_path / "device" / "out" / name))
+    assert len(device["problems"]) == 2 and sorted(device["problems"]) == sorted(decoders["problems"])
+    for product_id, image in bad.items():
+        assert any(re.search(rf"bad\.rec, product {product_id}: record \d+: image {image} \(\d+ bytes\) is not a "
+                             r"decodable JPEG", problem) for problem in device["problems"]), device["problems"]
+    assert device["fallback"] == decoders["fallback"] and device["fallback"]["products"] == 1
+    assert device["images"] == decoders["images"]
+
+
+@pytest.mark.slow
+def test_a_picture_the_device_cannot_decode_stops_the_run_naming_it(world, bad_rec, tmp_path):
+    """The same picture without skip_bad_images: the run stops with the located error (file,
+    record, product, image), from the pipeline's model worker and in one process alike."""
+    bad = bad_rec[1]
+    for decoders in (2, 0):             # the pipeline's model worker; run_in_process
+        error = predict_side(world, tmp_path / f"stops-{decoders}",
+                             **dict(bad_rec_job(world, bad_rec), decoders=decoders))["error"]
+        found = re.search(r"bad\.rec, product (\d+): record \d+: image (\d+) \(\d+ bytes\) is not a decodable JPEG",
+                          error)
+        assert found and bad[int(found.group(1))] == int(found.group(2)), error
+        if decoders:
+            assert re.match(r"model worker 0 \(pid \d+\) failed: DataInputError: ", error), error
+
+
+def test_views_built_on_the_device_are_the_decoders_views():
+    """device_views (torch) against predict.decode.Views.of (numpy, OpenCV): the same views,
+    the resized crops included (predict.torch_decode.resize), in the same order."""
+    import torch
+    from predict.decode import Views
+    from predict.torch_models import device_views
+    rgb = np.random.RandomState(1).randint(0, 256, (180, 180, 3), dtype=np.uint8)
+    for text in ("none", "flip", "crops", "flip,crops"):
+        views = Views.parse(text, crop_size=150)
+        expected = views.of(rgb).astype(np.int16)
+        images = torch.from_numpy(np.stack([rgb, rgb[::-1]])).permute(0, 3, 1, 2)
+        actual = device_views(views, images).permute(0, 2, 3, 1).numpy().astype(np.int16)
+        assert actual.shape == (2 * views.count, 180, 180, 3)
+        np.testing.assert_array_equal(actual[:views.count], expected, err_msg=text)
+        np.testing.assert_array_equal(actual[views.count:], views.of(rgb[::-1].copy()), err_msg=text)
+
+
+def test_resize_gives_opencvs_pixels():
+    """predict.torch_decode.resize equals cv2.resize INTER_LINEAR bit for bit, up and
+    down, on smooth and noisy pictures (its float32 twin `resize` is within one level)."""
+    import cv2
+    import torch
+    from predict.torch_decode import resize
+    rng = np.random.RandomState(2)
+    for case in range(40):
+        (h, w), size = rng.randint(8, 260, 2), tuple(int(v) for v in rng.randint(8, 260, 2))
+        rgb = rng.randint(0, 256, (h, w, 3), dtype=np.uint8)
+        if case % 2:
+            rgb = cv2.GaussianBlur(rgb, (5, 5), 0)
+        expected = cv2.resize(rgb, size[::-1], interpolation=cv2.INTER_LINEAR)
+        actual = resize(torch.from_numpy(rgb).permute(2, 0, 1), size).permute(1, 2, 0).numpy()
+        np.testing.assert_array_equal(actual, expected, err_msg=f"{(h, w)} -> {size}")

@@ -88,6 +88,17 @@ def test_resume_is_bit_exact(dataset, tmp_path):
     assert straight["train"] == resumed["train"] and straight["val"] == resumed["val"]
 
 
+def test_decoding_on_the_device_learns_and_resumes_bit_exactly(dataset, tmp_path):
+    """``--decode-on device`` (batched decoding on the training device; libjpeg-turbo here)."""
+    extra = ("--decode-on", "device", "--random-crop", "1", "--max-random-scale", "1.25", "--max-random-l", "10")
+    train_here(dataset, tmp_path / "straight", "--num-epochs", "2", *extra)
+    train_here(dataset, tmp_path / "resumed", "--num-epochs", "1", *extra)
+    train_here(dataset, tmp_path / "resumed", "--num-epochs", "2", "--resume", *extra)
+    assert_same_weights(weights(tmp_path / "straight", 2), weights(tmp_path / "resumed", 2))
+    meta = run_folder.read_meta(str(tmp_path / "straight"))
+    assert meta["args"]["decode_on"] == "device" and meta["metrics"]["val"]["accuracy"] > 0.6
+
+
 def test_accumulated_batches_equal_one_larger_batch(dataset, tmp_path):
     """k batches of 16 accumulated make, bit for bit, the update of one batch of 16k whose k
     parts have batch norms of their own (``--cpu-devices k``, as k devices)."""
@@ -166,6 +177,15 @@ def test_imagenet_weights_of_a_timm_file_start_the_backbone(dataset, tmp_path):
     assert_same_weights({k: v for k, v in trained.items() if "running_" not in k and not k.startswith("output.")},
                         {k: v for k, v in loaded.items() if "running_" not in k and not k.startswith("output.")})
     assert "initialised from ImageNet weights" in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_imagenet_weights_in_other_names_are_refused_saying_which_files_fit(dataset, tmp_path):
+    from models.weight_convert import WeightConversionError
+    published = str(tmp_path / "dpn92-0000.params")       # the DPN authors' symbolic names
+    params_file.save(published, {"arg:conv1_x_1__conv_weight": np.zeros((4, 3, 3, 3), np.float32)})
+    with pytest.raises(WeightConversionError, match=r"dpn92-0000\.params: Gluon weights do not fit resnext_tiny.*"
+                                                    r"--backend torch takes ImageNet weights as timm's"):
+        train_here(dataset, tmp_path / "run", "--num-epochs", "1", "--pretrained", published)
 
 
 def test_another_networks_run_starts_the_shared_layers(dataset, one_epoch_run, tmp_path):

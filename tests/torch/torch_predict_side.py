@@ -9,8 +9,10 @@ parent never runs PyTorch, but the pytest process of tests/torch does (other tes
 each prediction of the tests runs here, in a process that has not. ``JOB.json``:
 
 - ``{"op": "predict", "rec", "categories", "runs", "backend", "out", "decoders",
-  "devices", "batch_size", "views", "result"}``: `predict.run.predict_input`; ``result``
-  (.json) gets ``{"manifests": [...]}``, or ``{"error": message}`` for a `PipelineError`;
+  "devices", "batch_size", "views", "result"}`` and optionally ``"decode_on"``,
+  ``"skip_bad_images"``: `predict.run.predict_input`; ``result`` (.json) gets
+  ``{"manifests": [...]}``, or ``{"error": message}`` for a `PipelineError` (or, with
+  ``decoders`` 0, the `DataInputError` of a bad picture);
 - ``{"op": "kill", ...}``: the same prediction of the first run with a slow network while
   ``model worker 0`` is SIGKILLed (tests/pipeline_kills.py checks the outcome); ``result``
   gets ``{"checked": true}``.
@@ -23,6 +25,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from data.categories import CategoryMap  # noqa: E402
+from data.errors import DataInputError  # noqa: E402
 from pipeline_kills import assert_a_kill_ends_the_run_naming_it  # noqa: E402
 from predict.decode import Views  # noqa: E402
 from predict.inference import CheckpointModel  # noqa: E402
@@ -52,7 +55,8 @@ class SlowTorchCheckpoint(CheckpointModel):
 
 def config(job):
     return PipelineConfig(decoders=job["decoders"], batch_size=job["batch_size"], views=Views.parse(job["views"]),
-                          devices=tuple(job["devices"]), progress=False, stall_timeout=60)
+                          devices=tuple(job["devices"]), progress=False, stall_timeout=60,
+                          decode_on=job.get("decode_on", "decoders"), skip_bad_images=job.get("skip_bad_images", False))
 
 
 def predict(job):
@@ -60,7 +64,7 @@ def predict(job):
     try:
         return {"manifests": predict_input(job["rec"], handles, job["out"], config(job),
                                            CategoryMap.from_csv(job["categories"]))}
-    except PipelineError as err:
+    except (PipelineError, DataInputError) as err:
         return {"error": str(err)}
 
 
