@@ -113,11 +113,16 @@ class DecodedProduct:
     def drop_image(self, k, reason, skip_bad):
         """Image `k` turned out undecodable: raise the located error of `reason`, or with
         `skip_bad` mark the image bad and report it (as `decode_product` does)."""
-        error = self.error(f"image {k} {reason}")
-        if not skip_bad:
-            raise error
+        skip_or_raise(self.error(f"image {k} {reason}"), skip_bad, self.problems)
         self.good[k] = False
-        self.problems.append(str(error))
+
+
+def skip_or_raise(error, skip_bad, problems):
+    """An undecodable image's located `error`: raised, or with `skip_bad` added to the
+    product's `problems` (the image is left out)."""
+    if not skip_bad:
+        raise error
+    problems.append(str(error))
 
 
 def undecodable(jpeg):
@@ -133,10 +138,7 @@ def decode_product(product, views, skip_bad=False, md5_counts=None):
         rgb = decode_rgb(jpeg)
         good.append(rgb is not None)
         if rgb is None:
-            error = product.error(f"image {k} {undecodable(jpeg)}")
-            if not skip_bad:
-                raise error
-            problems.append(str(error))
+            skip_or_raise(product.error(f"image {k} {undecodable(jpeg)}"), skip_bad, problems)
             continue
         stacks.append(views.of(resize(rgb, views.size)))
     pixels = np.concatenate(stacks) if stacks else np.zeros((0, *views.size, 3), np.uint8)
@@ -145,18 +147,13 @@ def decode_product(product, views, skip_bad=False, md5_counts=None):
                           md5_counts(md5s) if md5_counts else None, problems)
 
 
-def check_product(product, skip_bad=False, md5_counts=None):
-    """`decode_product` without the decoding, for ``--decode-on device``: MD5s, product hash
-    and counts, and each picture's structural check (`data.jpeg.picture_problem`); the
-    JPEG bytes of the pictures that pass travel on (`DecodedProduct.jpegs`), with the
-    product's place for the errors of the device decoding."""
-    return check_products([product], skip_bad, md5_counts)[0]
-
-
 def check_products(products, skip_bad=False, md5_counts=None):
-    """`check_product` of each of `products`, their pictures checked together: one
-    `data.jpeg.jpeg_problems` call over all of them, whose fixed cost (~2.5 ms here) a
-    picture alone would pay (13 µs a picture over 200, against OpenCV's ~80 µs decode)."""
+    """`decode_product` of each of `products` without the decoding, for ``--decode-on
+    device``: MD5s, product hash and counts, and each picture's structural check; the JPEG
+    bytes of the pictures that pass travel on (`DecodedProduct.jpegs`), with the product's
+    place for the errors of the device decoding. The pictures of all the products are
+    checked together: one `data.jpeg.jpeg_problems` call, whose fixed cost (~2.5 ms here)
+    a picture alone would pay (13 µs a picture over 200, against OpenCV's ~80 µs decode)."""
     pictures = [j for p in products for j in p.jpegs]
     lengths = np.array([len(j) for j in pictures], np.int64)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
@@ -169,10 +166,7 @@ def check_products(products, skip_bad=False, md5_counts=None):
             code = next(codes)
             good.append(code == 0)
             if code:
-                error = product.error(f"image {k} {describe(code, len(jpeg))}")
-                if not skip_bad:
-                    raise error
-                problems.append(str(error))
+                skip_or_raise(product.error(f"image {k} {describe(code, len(jpeg))}"), skip_bad, problems)
                 continue
             jpegs.append(jpeg)
         out.append(DecodedProduct(product.seq, product.product_id, product.label, len(product.jpegs), good, None,

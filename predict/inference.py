@@ -195,7 +195,7 @@ class Runner:
 
     def predict_jpegs(self, batch, views, skip_bad=False):
         """`predict_products` of a batch of products that carry JPEG bytes (``--decode-on
-        device``, predict.decode.check_product): decoded on the device by the runners that
+        device``, predict.decode.check_products): decoded on the device by the runners that
         can (predict.torch_models.TorchRunner)."""
         raise ValueError(f"{type(self).__name__} cannot decode pictures on its device (--decode-on device): "
                          "that needs PyTorch model workers (--backend torch)")

@@ -29,7 +29,7 @@ import numpy as np
 
 from data.bson_index import NO_CATEGORY, BsonIndex
 from data.errors import DataInputError
-from data.recordio import IR_HEADER, RecordFileError, read_record
+from data.recordio import IR_HEADER, RecordFileError, iter_records
 
 
 @dataclass
@@ -126,23 +126,26 @@ class RecSource:
             raise _empty_input_error(path, ())
 
     def __iter__(self):
-        with open(self.path, "rb") as f:
-            yield from self._products(_RecReader(f, os.path.getsize(self.path)))
+        yield from self._products(self._payloads())
 
-    def _read(self, reader, record):
-        """The next record's payload (None at the end); a located error for a broken record."""
-        try:
-            return reader.read()
-        except RecordFileError as e:
-            raise DataInputError(self.path, None, None, f"record {record}: truncated or corrupt RecordIO record "
-                                 f"({e.reason})") from None
-
-    def _products(self, reader):
-        current, seq = None, 0
+    def _payloads(self):
+        """The payload of every record in file order (`data.recordio.iter_records`); a
+        located error for a broken record."""
+        records = iter_records(self.path)
         for record in itertools.count():
-            item = self._read(reader, record)
-            if item is None:
-                break
+            try:
+                _, payload = next(records)
+            except StopIteration:
+                return
+            except RecordFileError as e:
+                raise DataInputError(self.path, None, None, f"record {record}: truncated or corrupt RecordIO record "
+                                     f"({e.reason})") from None
+            yield payload
+
+    def _products(self, payloads):
+        current, seq, records = None, 0, 0
+        for record, item in enumerate(payloads):
+            records = record + 1
             if len(item) < IR_HEADER.size:
                 raise DataInputError(self.path, None, None, f"record {record}: too short for an image record header")
             flag, label, product_id, number = IR_HEADER.unpack_from(item)
@@ -161,27 +164,11 @@ class RecSource:
                 yield current
                 seq += 1
             current = Product(seq, int(product_id), int(label), [item[IR_HEADER.size:]], self.path, record=record)
-        if self.total_images is not None and record != self.total_images:
-            raise DataInputError(self.path, None, None, f"{record} records, but {self.idx_path} lists "
+        if self.total_images is not None and records != self.total_images:
+            raise DataInputError(self.path, None, None, f"{records} records, but {self.idx_path} lists "
                                  f"{self.total_images}: the .rec is truncated or the .idx belongs to another file")
         if current is not None:
             yield current
-
-
-class _RecReader:
-    """The records of an open `.rec`, one after the other, as MXNet's ``MXRecordIO.read``
-    gives them (split records joined; None at the end), read with numpy and the standard
-    library (data.recordio): no framework, so that the predictor reads a `.rec` where only
-    PyTorch is installed."""
-
-    def __init__(self, f, size):
-        self.f, self.size, self.pos = f, size, 0
-
-    def read(self):
-        if self.pos >= self.size:
-            return None
-        payload, self.pos = read_record(self.f, self.pos)
-        return payload
 
 
 def _count_lines(path):

@@ -27,7 +27,7 @@ import torch
 from torchvision.io import ImageReadMode, decode_jpeg
 
 
-def _jpeg_tensor(jpeg):
+def jpeg_tensor(jpeg):
     """The 1-D uint8 CPU tensor ``decode_jpeg`` reads, of JPEG bytes (copied: bytes are
     read-only) or such a tensor itself."""
     return jpeg if isinstance(jpeg, torch.Tensor) else torch.from_numpy(np.frombuffer(jpeg, np.uint8).copy())
@@ -54,7 +54,7 @@ def decode_on_device(jpegs, device):
     tell which."""
     if not jpegs:
         return []
-    data = [_jpeg_tensor(j) for j in jpegs]
+    data = [jpeg_tensor(j) for j in jpegs]
     if all(len(d) for d in data):
         try:
             return list(_decode(data, device))

@@ -133,7 +133,7 @@ class TorchRunner(Runner):
 
     @torch.inference_mode()
     def predict_jpegs(self, batch, views, skip_bad=False):
-        """`predict_products` of products carrying JPEG bytes (predict.decode.check_product):
+        """`predict_products` of products carrying JPEG bytes (predict.decode.check_products):
         one `decode_on_device` call for the whole batch, each picture resized to
         ``views.size``, the views and the networks' inputs made on the device. A picture
         that does not decode: with `skip_bad` left out of its product (``good``,

@@ -11,7 +11,7 @@ from data.md5_dict import build_dictionary, image_md5, product_hash
 from helpers import jpeg_bytes, write_bson
 from predict import messages
 from predict.combine import COMBINERS, combine_images, combine_models, parse_combiners
-from predict.decode import DecodedProduct, Md5Counts, Views, check_product, check_products, decode_product
+from predict.decode import DecodedProduct, Md5Counts, Views, check_products, decode_product
 from predict.inference import Batcher
 from predict.md5_modes import apply_md5_mode, apply_product_hash, image_vector, parse_md5_modes
 from predict.outputs import Predictions, PredictionWriter, RowArrayWriter, npy_header, top_classes
@@ -250,6 +250,10 @@ def test_batcher_never_splits_a_product():
         sizes += [[len(d.pixels) for d in b] for b in batcher.add(product(n))]
     sizes.append([len(d.pixels) for d in batcher.take()])
     assert sizes == [[1, 2], [2], [6], [1, 3], []]
+
+
+def check_product(product, skip_bad=False, md5_counts=None):
+    return check_products([product], skip_bad, md5_counts)[0]
 
 
 def test_check_product_forwards_the_jpegs_that_pass_the_structural_check():

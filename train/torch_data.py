@@ -218,7 +218,7 @@ class RecordJpegs(_RecordReader):
 
     def __getitem__(self, index):
         label, jpeg = self.label_and_jpeg(index)
-        return torch.frombuffer(bytearray(jpeg), dtype=torch.uint8), label, index
+        return torch_decode.jpeg_tensor(jpeg), label, index
 
     @staticmethod
     def collate(samples):
