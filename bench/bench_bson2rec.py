@@ -58,7 +58,8 @@ import psutil
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from data.bson2rec import ConvertOptions, convert, output_paths  # noqa: E402
+from data.bson2rec import ConvertOptions, convert  # noqa: E402
+from data.recordio import record_paths  # noqa: E402
 from data.bson_index import BsonIndex  # noqa: E402
 from data.bson_layout import locate_pictures  # noqa: E402
 from data.jpeg import jpeg_problems  # noqa: E402
@@ -157,7 +158,7 @@ def im2rec_style(path, out_rec, max_bytes):
     import mxnet as mx
     index = BsonIndex.load_or_build(path)
     stop = int(np.searchsorted(np.cumsum(index.records["length"]), max_bytes)) + 1
-    writer = mx.recordio.MXIndexedRecordIO(output_paths(out_rec)[1], out_rec, "w")
+    writer = mx.recordio.MXIndexedRecordIO(record_paths(out_rec)[1], out_rec, "w")
     start, key = time.perf_counter(), 0
     for pos, raw in index.iter_raw(0, stop):
         doc = bson.decode(raw)
@@ -192,7 +193,7 @@ def recycle_memory(folder, size):
 
 
 def remove_outputs(out_rec):
-    for p in output_paths(out_rec):
+    for p in record_paths(out_rec):
         if os.path.exists(p):
             os.unlink(p)
 

@@ -117,7 +117,8 @@ from data.md5_dict import ImageDigests, Md5Dictionary, first_occurrences
 from data.npz_store import file_signature
 from data.parallel import ordered_map
 from data.picture_facts import JPEG_PROBLEMS, RECORDIO_MAGIC_WORDS
-from data.recordio import ImageRecordWriter, MemoryFile, image_record_bytes, new_buffer, release_buffers, write_idx
+from data.recordio import (ImageRecordWriter, MemoryFile, image_record_bytes, new_buffer, record_paths, release_buffers,
+                           write_idx)
 from data.rows import first_rows, image_rows
 from data.split_train_bson import SIDES, Split
 
@@ -150,16 +151,6 @@ class ConvertOptions:
     digests: str = None             # cache of per-image MD5s (default <bson>.image_md5.npz)
     workers: int = None             # default: all cores
     force: bool = False
-
-
-def output_paths(rec_path):
-    """(rec, idx, report) paths of an output named by its `.rec` path (a file name ending in
-    `.rec`: a folder, or a path ending in `/`, would give hidden names such as `DIR/.rec`)."""
-    name = os.path.basename(rec_path)
-    if not name.endswith(".rec") or name == ".rec" or os.path.isdir(rec_path):
-        raise ValueError(f"--out {rec_path}: the output must be a file path ending in .rec, e.g. DIR/A_train.rec")
-    stem = rec_path[:-4]
-    return stem + ".rec", stem + ".idx", stem + ".report.json"
 
 
 # --------------------------------------------------------------------------------------------
@@ -696,7 +687,11 @@ def convert(bson_path, rec_path, options=ConvertOptions(), progress=True):
         raise ValueError("--split and --side go together")
     if options.side is not None and options.side not in SIDES:
         raise ValueError(f"side must be one of {SIDES}, not {options.side!r}")
-    paths = output_paths(rec_path)
+    try:
+        paths = record_paths(rec_path)
+    except ValueError:
+        raise ValueError(f"--out {rec_path}: the output must be a file path ending in .rec, e.g. DIR/A_train.rec") \
+            from None
     with exclusive_output(*paths):
         return _convert_locked(bson_path, paths, options, progress)
 

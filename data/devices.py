@@ -2,7 +2,7 @@
 
 One spelling for training, prediction and the benchmarks. The parent process checks the
 strings while it reads its command line; only the process that imports a framework turns
-a string into that framework's device (``predict.inference.mxnet_context``, the training
+a string into that framework's device (``predict.mxnet_runner.mxnet_context``, the training
 backends). Training's older spelling ``--gpus 0,1`` is `gpu_devices` of its numbers.
 """
 from dataclasses import dataclass

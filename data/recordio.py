@@ -47,6 +47,19 @@ _FRAME = struct.Struct("<II")
 _PADDING = (b"", b"\0\0\0", b"\0\0", b"\0")
 
 
+def record_paths(rec_path):
+    """``(rec, idx, report)``: the three files of an indexed RecordIO output named by its
+    ``.rec`` path (``A_train.rec``, ``A_train.idx``, ``A_train.report.json``), the one place
+    their naming is written. A path that does not end in a file name ending ``.rec`` (a
+    folder, or a path ending in ``/``, which would give hidden names such as ``DIR/.rec``)
+    is a ``ValueError``."""
+    name = os.path.basename(rec_path)
+    if not name.endswith(".rec") or name == ".rec" or os.path.isdir(rec_path):
+        raise ValueError(f"{rec_path}: not the path of a .rec file (a file name ending in .rec, e.g. DIR/A_train.rec)")
+    stem = rec_path[:-4]
+    return stem + ".rec", stem + ".idx", stem + ".report.json"
+
+
 def pack_header(label, record_id, record_id2):
     """MXNet's `IRHeader(flag=0, label, id, id2)` bytes (what `mx.recordio.pack` prepends)."""
     return IR_HEADER.pack(0, label, record_id, record_id2)

@@ -1,30 +1,16 @@
-"""Networks of the Cdiscount reproduction, by name: DPN (written here), (SE-)ResNeXt and
-DenseNet (from GluonCV), each at 180x180 input, plus tiny CPU variants of each family.
+"""Networks of the Cdiscount reproduction by name, and the trained runs, without any framework.
 
-    net = models.get_model("dpn92", classes=5270, pretrained="dpn92-0000.params")
     spec = models.get_spec("dpn92")   # family, input normalisation and size, feature width
 
-The names below are imported on first use: importing the package itself loads no
-framework, and ``ModelSpec``, ``get_spec`` and ``list_models`` (``models.specs``) load
-none either, so a PyTorch process or a predictor's parent can use them, like
-``models.configs``, ``models.params_file`` and ``models.weight_convert``, without MXNet
-(the two frameworks must not share a process). The others build MXNet networks.
+The families are declared once (``models.families``: architectures, inputs, names across
+frameworks, builders per backend); ``models.backends`` is the registry of the backends
+that build them: MXNet Gluon (``models.mxnet_nets``: ``get_model(name, classes=5270,
+pretrained=...)``) and PyTorch (``models.torch_nets``: ``create_torch_model``). A run
+folder's contract is ``models.runs``, its log's format ``models.training_log``, weight
+files between the frameworks ``models.params_file`` and ``models.weight_convert``.
+Nothing at this level imports a framework: MXNet and PyTorch must never share a process,
+and the GPU machines beyond Ampere have no MXNet.
 """
-import importlib
+from models.specs import ModelSpec, get_spec, list_models
 
-_EXPORTS = {"export_symbolic": "models.export", "import_symbolic": "models.export",
-            "get_model": "models.factory",
-            "ModelSpec": "models.specs", "count_parameters": "models.registry", "get_spec": "models.specs",
-            "list_models": "models.specs",
-            "LoadReport": "models.weights", "WeightImportError": "models.weights",
-            "WeightShapeError": "models.weights", "load_backbone": "models.weights"}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError("module 'models' has no attribute %r" % name)
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
+__all__ = ["ModelSpec", "get_spec", "list_models"]

@@ -1,9 +1,14 @@
-"""``python -m models --list``: the registered networks, their size and input normalisation."""
+"""``python -m models --list``: the registered networks, their size and input normalisation.
+
+Parameters are counted by building each network with a backend of ``models.backends``
+(``--backend``; default: the first one installed here), whose ``nets`` module's
+``count_parameters`` does it.
+"""
 import argparse
 import sys
 
-from data.cli import add_common_options, command
-from models.registry import count_parameters
+from data.cli import UserError, add_common_options, command
+from models.backends import BACKENDS, backend_names
 from models.specs import get_spec, list_models
 
 
@@ -13,9 +18,21 @@ def _normalization_text(spec):
     return "mean (%s) x %.4g" % (", ".join("%g" % m for m in spec.mean), spec.scale)
 
 
-def model_table(names=None):
-    """Markdown table: name, family, parameters at 1000 classes (measured / published),
-    feature channels, default input normalisation and the ImageNet alternative."""
+def counting_backend(name=None):
+    """The backend that counts parameters: `name`, else the first installed one."""
+    installed = [backend for backend in BACKENDS.values() if backend.installed()]
+    chosen = BACKENDS[name] if name else (installed[0] if installed else None)
+    if chosen is None or not chosen.installed():
+        raise UserError("counting parameters needs a backend's framework installed (%s): none is" %
+                        ", ".join("%s: %s" % (b.name, b.package) for b in ([chosen] if chosen else BACKENDS.values())))
+    return chosen
+
+
+def model_table(names=None, backend=None):
+    """Markdown table: name, family, parameters at 1000 classes (measured with `backend`'s
+    networks / published), feature channels, default input normalisation and the ImageNet
+    alternative."""
+    count_parameters = counting_backend(backend).module("nets").count_parameters
     rows = ["| model | family | params @1000 (M) | published (M) | features | input (default) | imagenet input |",
             "|---|---|---:|---:|---:|---|---|"]
     for name in names or list_models():
@@ -32,6 +49,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m models", description=__doc__)
     parser.add_argument("--list", action="store_true", help="print the table of registered networks")
     parser.add_argument("names", nargs="*", help="only these networks (default: all)")
+    parser.add_argument("--backend", choices=backend_names(), default=None,
+                        help="the backend whose networks count the parameters (default: the first installed)")
     add_common_options(parser)
     args = parser.parse_args(argv)
     if not args.list and not args.names:
@@ -40,7 +59,7 @@ def main(argv=None):
     unknown = sorted(set(args.names) - set(list_models()))
     if unknown:
         parser.error("unknown model(s): %s; known: %s" % (", ".join(unknown), ", ".join(list_models())))
-    print(model_table(args.names))
+    print(model_table(args.names, args.backend))
     return 0
 
 

@@ -6,11 +6,12 @@ The Gluon side uses the structural names that Gluon's ``save_parameters`` writes
 ``models.torch_nets.create_torch_model`` builds, which for the published networks are
 those of timm's ImageNet files. Nothing here imports a framework: a PyTorch process reads
 a Gluon file with ``models.params_file`` and converts it here, and an MXNet-free,
-torch-free process can convert safetensors files (``python -m models.convert_weights``).
+torch-free process can convert safetensors files (``python -m models.torch_nets.convert_weights``).
 
 A network is described as a list of layers ``(Gluon block path, twin module path,
-kind)``, generated from its configuration (``models.configs``); each kind says how
-the parameters of one layer correspond:
+kind)`` (``models.families.Layer``), which its family generates from its configuration
+(``models.families``: each family declares its table beside its architectures); each
+kind says how the parameters of one layer correspond:
 
 - ``conv``: ``weight``; ``conv_bias``: ``weight``, ``bias`` (the SE convolutions);
 - ``bn``: Gluon ``gamma``/``beta``/``running_mean``/``running_var`` are PyTorch
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.configs import architecture
+from models.families import layer_table
 
 # kind -> ((Gluon parameter, PyTorch parameter), ...)
 _LAYER_PARAMS = {
@@ -39,21 +40,9 @@ _LAYER_PARAMS["bn_fixed_gamma"] = _LAYER_PARAMS["bn"]
 _LAYER_PARAMS["dense_as_conv"] = _LAYER_PARAMS["dense"]
 BN_COUNTER = "num_batches_tracked"
 
-# Gluon's classifier (``models.classifier.Classifier.output``).
-GLUON_CLASSIFIER = "output"
-
 
 class WeightConversionError(ValueError):
     """Weights whose names or shapes do not fit the network they are converted for."""
-
-
-@dataclass(frozen=True)
-class Layer:
-    """One layer: its Gluon block path, its module path in the PyTorch twin, its kind."""
-
-    gluon: str
-    torch: str
-    kind: str
 
 
 @dataclass(frozen=True)
@@ -63,79 +52,6 @@ class ParamPair:
     gluon: str
     torch: str
     kind: str
-
-
-def _dpn_layers(config):
-    """``models.dpn.DPNFeatures`` against timm's ``DPN`` (``models.torch_nets._dpn``)."""
-    layers = [Layer("features.stem.0", "features.conv1_1.conv", "conv"),
-              Layer("features.stem.1", "features.conv1_1.bn", "bn")]
-    block = 0
-    for stage, n_blocks in enumerate(config.k_sec):
-        for i in range(1, n_blocks + 1):
-            units = [("c1x1_a", "c1x1_a"), ("c3x3_b", "c3x3_b"), ("c1x1_c", "c1x1_c")]
-            if i == 1:
-                units.insert(0, ("projection", "c1x1_w_s1" if stage == 0 else "c1x1_w_s2"))
-            gluon, torch = "features.blocks.%d." % block, "features.conv%d_%d." % (stage + 2, i)
-            for gluon_unit, torch_unit in units:
-                layers += [Layer(gluon + gluon_unit + ".bn", torch + torch_unit + ".bn", "bn"),
-                           Layer(gluon + gluon_unit + ".conv", torch + torch_unit + ".conv", "conv")]
-            block += 1
-    return layers + [Layer("features.final_bn", "features.conv5_bn_ac.bn", "bn"),
-                     Layer(GLUON_CLASSIFIER, "classifier", "dense_as_conv")]
-
-
-# GluonCV's ResNeXt ``Block``: body = conv, BN, ReLU, grouped conv, BN, ReLU, conv, BN;
-# se = conv, ReLU, conv, sigmoid; downsample = conv, BN.
-_RESNEXT_BODY = (("body.0", "conv1", "conv"), ("body.1", "bn1", "bn"), ("body.3", "conv2", "conv"),
-                 ("body.4", "bn2", "bn"), ("body.6", "conv3", "conv"), ("body.7", "bn3", "bn"))
-_RESNEXT_SE = (("se.0", "se.fc1", "conv_bias"), ("se.2", "se.fc2", "conv_bias"))
-_RESNEXT_DOWNSAMPLE = (("downsample.0", "downsample.0", "conv"), ("downsample.1", "downsample.1", "bn"))
-
-
-def _resnext_layers(config):
-    """``models.gluoncv_nets.resnext_features`` against timm's ``ResNet``: Gluon's
-    ``features`` holds [input BN], conv, BN, ReLU, max pooling, then the stages."""
-    first = 1 if config.input_bn else 0
-    layers = [Layer("features.0", "conv1.bn_data", "bn_fixed_gamma")] if config.input_bn else []
-    layers += [Layer("features.%d" % first, "conv1.conv" if config.input_bn else "conv1", "conv"),
-               Layer("features.%d" % (first + 1), "bn1", "bn")]
-    for stage, n_blocks in enumerate(config.layers):
-        for b in range(n_blocks):
-            units = _RESNEXT_BODY + (_RESNEXT_SE if config.use_se else ()) + (_RESNEXT_DOWNSAMPLE if b == 0 else ())
-            gluon, torch = "features.%d.%d." % (first + 4 + stage, b), "layer%d.%d." % (stage + 1, b)
-            layers += [Layer(gluon + g, torch + t, kind) for g, t, kind in units]
-    return layers + [Layer(GLUON_CLASSIFIER, "fc", "dense")]
-
-
-# GluonCV's dense layer: HybridConcurrent(Identity, [BN, ReLU, conv1x1, BN, ReLU, conv3x3]).
-_DENSE_LAYER = (("1.0", "norm1", "bn"), ("1.2", "conv1", "conv"), ("1.3", "norm2", "bn"), ("1.5", "conv2", "conv"))
-
-
-def _densenet_layers(config):
-    """GluonCV's ``DenseNet.features`` against timm's ``DenseNet``: conv, BN, ReLU, max
-    pooling, then dense blocks with transitions (BN, ReLU, conv, pool) between them, final BN."""
-    layers = [Layer("features.0", "features.conv0", "conv"), Layer("features.1", "features.norm0", "bn")]
-    index = 4
-    for block, n_layers in enumerate(config.block_config):
-        for i in range(n_layers):
-            gluon, torch = "features.%d.%d." % (index, i), "features.denseblock%d.denselayer%d." % (block + 1, i + 1)
-            layers += [Layer(gluon + g, torch + t, kind) for g, t, kind in _DENSE_LAYER]
-        index += 1
-        if block != len(config.block_config) - 1:
-            layers += [Layer("features.%d.0" % index, "features.transition%d.norm" % (block + 1), "bn"),
-                       Layer("features.%d.2" % index, "features.transition%d.conv" % (block + 1), "conv")]
-            index += 1
-    return layers + [Layer("features.%d" % index, "features.norm5", "bn"),
-                     Layer(GLUON_CLASSIFIER, "classifier", "dense")]
-
-
-_LAYER_TABLES = {"dpn": _dpn_layers, "resnext": _resnext_layers, "densenet": _densenet_layers}
-
-
-def layer_table(name):
-    """The ``Layer`` list of network ``name``, input to classifier."""
-    family, config = architecture(name)
-    return _LAYER_TABLES[family](config)
 
 
 def parameter_pairs(name):

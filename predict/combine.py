@@ -19,10 +19,9 @@ max 0.706, first image only 0.691):
 Every combiner returns a distribution (normalised to sum 1), so that the vectors of
 different combiners and models stay on one scale and can be averaged later.
 
-Product accuracy is defined here once, for training's validation (train.metrics, streamed
-over records) and for predict (predict.aggregate, per variant): a product is right when
-the arg-max of its vector is its label (`product_hits`), its vector being, for the
-``mean`` combiner, `mean_vectors` of its images' probability sums.
+Product accuracy is defined once, beneath training and prediction (``data.products``): a
+product is right when the arg-max of its vector is its label (``product_hits``), its
+vector being, for the ``mean`` combiner, ``mean_vectors`` of its images' probability sums.
 
 Ensembles (`combine_models`) average per-product vectors of several models, arithmetic or
 geometric, with optional weights; the reference found the geometric mean better for fewer
@@ -30,30 +29,12 @@ than six models.
 """
 import numpy as np
 
+from data.products import mean_vectors, normalised
 from predict.choices import parse_choices
 
 COMBINERS = ("mean", "geometric", "rms", "median", "power0.1", "max", "first")
 ENSEMBLE_METHODS = ("mean", "geometric")
 EPS = 1e-7
-
-
-def _normalise(vector):
-    total = vector.sum(axis=-1, keepdims=True)
-    return vector / np.where(total > 0, total, 1)
-
-
-def mean_vectors(sums, counts):
-    """The ``mean`` combiner's vectors of several products at once, from each product's
-    float64 sum of image probabilities and its number of images: what `combine_images`
-    gives for each product, also when the sums were accumulated piecewise (training
-    streams products split across batches)."""
-    counts = np.asarray(counts, np.float64).reshape(-1, 1)
-    return _normalise(np.asarray(sums, np.float64) / counts).astype(np.float32)
-
-
-def product_hits(vectors, labels):
-    """Per vector: is its arg-max the label? (``(n, classes)`` vectors, n labels or one)."""
-    return np.argmax(vectors, axis=-1) == labels
 
 
 def power_mean(probs, exponent, axis=0):
@@ -85,7 +66,7 @@ def combine_images(probs, combiner="mean"):
         out = probs[0]
     else:
         raise ValueError(f"unknown combiner {combiner!r}; choose from {', '.join(COMBINERS)}")
-    return _normalise(np.asarray(out, np.float64)).astype(np.float32)
+    return normalised(np.asarray(out, np.float64)).astype(np.float32)
 
 
 def parse_combiners(text):
@@ -113,4 +94,4 @@ def combine_models(arrays, weights=None, method="mean"):
         acc = term if acc is None else acc + term
     if method == "geometric":
         acc = np.exp(acc - acc.max(axis=-1, keepdims=True))
-    return _normalise(acc).astype(np.float32)
+    return normalised(acc).astype(np.float32)

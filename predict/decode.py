@@ -1,6 +1,6 @@
 """Decoder stage: JPEG bytes of a product -> RGB pixels of its test-time views, MD5s, counts.
 
-Pictures are decoded to the run's decoded size (`Views.size`, see predict.preprocess);
+Pictures are decoded to the run's decoded size (`Views.size`, see data.images);
 the model worker brings them to each model's own input.
 
 Test-time augmentation (`Views`): the image itself, plus optionally its horizontal mirror
@@ -23,7 +23,7 @@ With ``--decode-on device`` (`DECODE_ON`) the decoders do all of the above but t
 decoding: `check_products` checks each picture's structure (`data.jpeg`'s check, on the
 pictures of several products at once; bad ones are handled as above) and forwards the
 JPEG bytes of the others, which the PyTorch model worker decodes a batch at a time on its
-device (predict.torch_models). A picture that passes the check but does not decode there
+device (predict.torch_runner). A picture that passes the check but does not decode there
 is handled as above too, by the model worker, with the product's place
 (`DecodedProduct.where`).
 """
@@ -31,21 +31,21 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from data.images import KAGGLE_IMAGE_SHAPE, decode_rgb, resize
 from data.jpeg import describe, jpeg_problems
 from data.md5_dict import image_md5, product_hash
-from predict.preprocess import KAGGLE_IMAGE_SHAPE, decode_rgb, resize
 from predict.sources import Product
 
 TTA_CHOICES = ("none", "flip", "crops", "flip,crops")
 # Where pictures are decoded: by the decoder processes (OpenCV), or by the PyTorch model
-# worker on its device (nvJPEG on a GPU, libjpeg-turbo on the CPU; predict.torch_models).
+# worker on its device (nvJPEG on a GPU, libjpeg-turbo on the CPU; predict.torch_runner).
 DECODE_ON = ("decoders", "device")
 
 
 @dataclass(frozen=True)
 class Views:
     """Which test-time views to predict, and the ``size`` (height, width) pictures are
-    decoded to (predict.preprocess.decoded_size: the run's largest model input)."""
+    decoded to (data.images.decoded_size: the run's largest model input)."""
     flip: bool = False
     crops: bool = False
     crop_size: int = 160

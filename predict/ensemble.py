@@ -39,7 +39,7 @@ from predict.combine import ENSEMBLE_METHODS  # noqa: E402
 from predict.ensembling import (describe_missing, evaluate, load_predictions, missing_documents,  # noqa: E402
                                 naming_errors, product_hash_classes, submission_classes, submission_compressed,
                                 variant_for, write_submission)
-from predict.logs import read_training_logs  # noqa: E402
+from models.training_log import read_training_logs  # noqa: E402
 from predict.table import log_section, model_sections, reference_sections, to_markdown, write_table  # noqa: E402
 
 log = logging.getLogger("predict.ensemble")

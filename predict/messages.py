@@ -10,6 +10,7 @@ gives), checked for consistency when decoded.
   (the header's ``jpegs``: how many JPEG frames, one per good image; ``where``: the
   product's path, offset and record, for the errors of the device decoding)
 - result  (worker -> collector): header | md5 digests | probs float32 (models, good images, classes)
+  (the header's ``group``: which group of models, predict.runner.model_groups, the probabilities are of)
 - control (any child -> parent): one JSON frame (see predict.pipeline)
 """
 import json
@@ -93,17 +94,17 @@ def decoded_from_frames(frames):
     return _decoded_from_header(h, frames[1], None, list(frames[2:]))
 
 
-def result_frames(d, probs):
+def result_frames(d, probs, group=0):
     probs = np.ascontiguousarray(probs, np.float32)
-    header = _decoded_header(d, probs=list(probs.shape))
+    header = _decoded_header(d, probs=list(probs.shape), group=group)
     return [json.dumps(header).encode(), b"".join(d.md5s), probs]
 
 
 def result_from_frames(frames):
-    """(DecodedProduct without pixels, probs (n_models, n_good, classes) float32)."""
+    """(DecodedProduct without pixels, probs (n_models of its group, n_good, classes) float32, group)."""
     h = _json(frames[0])
     probs = _array(frames[2], np.float32, h["probs"])
-    return _decoded_from_header(h, frames[1], None), probs
+    return _decoded_from_header(h, frames[1], None), probs, h["group"]
 
 
 def control_frame(**fields):

@@ -1,22 +1,25 @@
-"""The prediction pipeline: reader -> N decoders -> one model worker per device -> collector.
+"""The prediction pipeline: reader -> N decoders -> model workers per backend and device -> collector.
 
 Processes (forked; each creates its own ZeroMQ context, the model workers their MXNet or
-PyTorch networks, one framework per worker (predict.inference.open_runner), after the
-fork) joined by PUSH/PULL sockets::
+PyTorch networks, after the fork) joined by PUSH/PULL sockets::
 
-    reader ──► decoder 0..N-1 ──► model worker per device ──► collector (this process)
-       (JPEG bytes)      (RGB views, MD5s)        (per-image probabilities)
+    reader ──► decoder 0..N-1 ──► model worker per (backend, device) ──► collector (this process)
+       (JPEG bytes)      (RGB views, MD5s)          (per-image probabilities)
 
 - The reader streams products in input order and numbers them (the output row).
 - Decoders decode JPEGs, build the test-time views, take MD5s and dictionary counts.
   With ``decode_on="device"`` they take the MD5s and counts and check each picture's
-  structure but do not decode: the JPEG bytes travel on, and the model worker (PyTorch
-  only) decodes a whole batch on its device and builds the views there
-  (predict.torch_models.TorchRunner.predict_jpegs).
-- A model worker batches whole products (never splitting one) and runs every model; its
-  last, incomplete batch runs when the collector, which knows from the reader that the
-  input has ended, sends "flush" (a PUB socket) because results stopped coming.
-- The collector (`predict.aggregate`) writes each model's per-product rows.
+  structure but do not decode: the JPEG bytes travel on, and the model worker (of a
+  backend that decodes on its device) decodes a whole batch on its device and builds the
+  views there (predict.torch_runner.TorchRunner.predict_jpegs).
+- The models are grouped by the backend that runs them (predict.runner.model_groups:
+  MXNet and PyTorch never share a process); each group has a model worker per device,
+  and every decoded product goes to one worker of every group. A model worker batches
+  whole products (never splitting one) and runs its group's models; its last, incomplete
+  batch runs when the collector, which knows from the reader that the input has ended,
+  sends "flush" (a PUB socket) because results stopped coming.
+- The collector (`predict.aggregate`) writes each model's per-product rows, a product
+  being complete once every group's result has come.
 
 Sockets bind to ``ipc://`` paths in a private temporary folder or to
 ``tcp://127.0.0.1`` on ports the OS picks (binding children report their address before
@@ -51,10 +54,10 @@ from tqdm import tqdm
 
 from data.cli import UserError
 from data.devices import parse_device
+from data.images import decoded_size
 from predict import messages
 from predict.decode import DECODE_ON, Views, check_products, decode_product
-from predict.inference import Batcher, open_runner, worker_framework
-from predict.preprocess import decoded_size
+from predict.runner import Batcher, check_decode_on_device, model_groups, open_runner
 
 TRANSPORTS = ("ipc", "tcp")
 POLL_MS = 100                 # collector loop period: liveness and stall checks
@@ -100,10 +103,10 @@ class PipelineConfig:
         for device in self.devices:
             parse_device(device)
 
-    def for_models(self, models):
-        """This configuration with its views at the decoded size of `models` (as the model
-        workers describe them; predict.preprocess)."""
-        return replace(self, views=self.views.at_size(decoded_size(models)))
+    def for_models(self, handles):
+        """This configuration with its views at the decoded size of the models `handles`
+        (``data.images.decoded_size`` of their inputs): the one place it is chosen."""
+        return replace(self, views=self.views.at_size(decoded_size([h.preprocessing.image_shape for h in handles])))
 
 
 def prepare(products, config, md5_counts=None):
@@ -116,18 +119,17 @@ def prepare(products, config, md5_counts=None):
 
 
 def predict_batch(runner, batch, config):
-    """``[(decoded, probs)]`` of a model worker's `batch` (predict.inference.Runner)."""
+    """``[(decoded, probs)]`` of a model worker's `batch` (predict.runner.Runner)."""
     if config.decode_on == "device":
         return runner.predict_jpegs(batch, config.views, config.skip_bad_images)
     return runner.predict_products(batch, config.views.count)
 
 
 def check_decode_on(config, handles):
-    """Decoding on the device needs PyTorch model workers: a one-line `ValueError`
-    otherwise, raised before any process starts."""
-    if config.decode_on == "device" and worker_framework(handles) != "torch":
-        raise ValueError("--decode-on device needs PyTorch model workers, and these models run on MXNet: "
-                         "add --backend torch (or decode with --decode-on decoders)")
+    """Decoding on the device needs model workers that can (predict.runner.check_decode_on_device):
+    a one-line `ValueError` otherwise, raised before any process starts."""
+    if config.decode_on == "device":
+        check_decode_on_device(handles)
 
 
 # ----------------------------------------------------------------------------------------
@@ -227,12 +229,16 @@ def _reader(zctx, report, source, config, ipc_dir):
     report.idle_until_stopped()
 
 
-def _decoder(zctx, report, reader_address, worker_addresses, config, md5_counts):
+def _decoder(zctx, report, reader_address, group_addresses, config, md5_counts):
+    """Decode what the reader sends; each decoded product goes to one model worker of every
+    group (`group_addresses`: the addresses of each group's model workers)."""
     inp = _socket(zctx, zmq.PULL, config.queue_size)
     inp.connect(reader_address)
-    out = _socket(zctx, zmq.PUSH, config.queue_size)
-    for address in worker_addresses:
-        out.connect(address)
+    outs = []
+    for addresses in group_addresses:
+        outs.append(_socket(zctx, zmq.PUSH, config.queue_size))
+        for address in addresses:
+            outs[-1].connect(address)
     received = sent = 0
     at_once = CHECK_MAX if config.decode_on == "device" else 1
     while True:
@@ -242,13 +248,15 @@ def _decoder(zctx, report, reader_address, worker_addresses, config, md5_counts)
             products.append(messages.product_from_frames(inp.recv_multipart()))
         received += len(products)
         for decoded in prepare(products, config, md5_counts):
-            report.wait(out, zmq.POLLOUT)
-            out.send_multipart(messages.decoded_frames(decoded), copy=False)
+            frames = messages.decoded_frames(decoded)
+            for out in outs:
+                report.wait(out, zmq.POLLOUT)
+                out.send_multipart(frames, copy=False)
             sent += 1
         report.progress(received=received, sent=sent)
 
 
-def _model_worker(zctx, report, handles, device, config, ipc_dir, collector_address, commands_address):
+def _model_worker(zctx, report, handles, group, device, config, ipc_dir, collector_address, commands_address):
     runner = open_runner(handles, device)
     inp = _socket(zctx, zmq.PULL, config.queue_size)
     address = bind(inp, config.transport, ipc_dir, f"decoded-{report.index}")
@@ -257,7 +265,7 @@ def _model_worker(zctx, report, handles, device, config, ipc_dir, collector_addr
     commands = _socket(zctx, zmq.SUB, 10)
     commands.setsockopt(zmq.SUBSCRIBE, b"")
     commands.connect(commands_address)
-    report.send("ready", address=address, models=runner.describe())
+    report.send("ready", address=address)
     batcher = Batcher(config.batch_size, config.views.count)
     received = sent = 0
 
@@ -265,7 +273,7 @@ def _model_worker(zctx, report, handles, device, config, ipc_dir, collector_addr
         nonlocal sent
         for decoded, probs in predict_batch(runner, batch, config):
             report.wait(out, zmq.POLLOUT)
-            out.send_multipart(messages.result_frames(decoded, probs), copy=False)
+            out.send_multipart(messages.result_frames(decoded, probs, group), copy=False)
             sent += 1
         report.progress(received=received, sent=sent)
 
@@ -399,35 +407,37 @@ def _progress_bar(config, total):
     return tqdm(total=total, unit="product", desc="predict", disable=not config.progress, smoothing=0.05)
 
 
-def run_pipeline(source, handles, make_aggregator, config, md5_counts=None):
-    """Predict every product of `source` with every model of `handles` over ZeroMQ.
-
-    `make_aggregator(models)` builds the collector's `predict.aggregate.Aggregator` once
-    the model workers have described their models. Returns the aggregator's manifests."""
+def run_pipeline(source, handles, aggregator, config, md5_counts=None):
+    """Predict every product of `source` with every model of `handles` over ZeroMQ, with the
+    views of `config` (at the models' decoded size: `PipelineConfig.for_models`), into the
+    collector's `aggregator` (predict.aggregate.Aggregator of `handles`' models, grouped by
+    predict.runner.model_groups); returns its manifests. On failure the aggregator's
+    folders are discarded."""
     if config.decoders < 1:
+        aggregator.discard()
         raise ValueError("the ZeroMQ pipeline needs at least one decoder (run_in_process needs none)")
-    check_decode_on(config, handles)
+    groups = model_groups(handles)
     with tempfile.TemporaryDirectory(prefix="predict-zmq-") as ipc_dir:
         zctx = zmq.Context()
         results = _socket(zctx, zmq.PULL, config.queue_size)
         control = _socket(zctx, zmq.PULL, 1000)
         commands = _socket(zctx, zmq.PUB, 10)
         sup = Supervisor(control, bind(control, config.transport, ipc_dir, "control"), config.stall_timeout)
-        aggregator = None
         try:
             results_address = bind(results, config.transport, ipc_dir, "results")
             commands_address = bind(commands, config.transport, ipc_dir, "commands")
-            workers = [("model worker", i) for i in range(len(config.devices))]
-            for (role, i), device in zip(workers, config.devices):
-                sup.start(role, i, _model_worker, handles, device, config, ipc_dir, results_address, commands_address)
+            workers = [(group, device) for group in range(len(groups)) for device in config.devices]
+            keys = [("model worker", i) for i in range(len(workers))]
+            for (role, i), (group, device) in zip(keys, workers):
+                group_handles = [handles[number] for number in groups[group][1]]
+                sup.start(role, i, _model_worker, group_handles, group, device, config, ipc_dir, results_address,
+                          commands_address)
             sup.start("reader", 0, _reader, source, config, ipc_dir)
-            *worker_ready, reader_ready = sup.wait_ready(workers + [("reader", 0)])
-            models = worker_ready[0]["models"]
-            config = config.for_models(models)
-            aggregator = make_aggregator(models)
-            worker_addresses = [r["address"] for r in worker_ready]
+            *worker_ready, reader_ready = sup.wait_ready(keys + [("reader", 0)])
+            group_addresses = [[ready["address"] for ready, (g, _) in zip(worker_ready, workers) if g == group]
+                               for group in range(len(groups))]
             for i in range(config.decoders):
-                sup.start("decoder", i, _decoder, reader_ready["address"], worker_addresses, config, md5_counts)
+                sup.start("decoder", i, _decoder, reader_ready["address"], group_addresses, config, md5_counts)
             manifests = _collect(sup, results, commands, aggregator, config, reader_ready["total_products"])
             aggregator = None
             return manifests
@@ -441,15 +451,16 @@ def run_pipeline(source, handles, make_aggregator, config, md5_counts=None):
 
 
 def _collect(sup, results, commands, aggregator, config, total_hint):
-    """Receive every product's result; once the reader has ended, tell the model workers to
-    run their last, incomplete batches whenever results stop coming for `flush_ms`."""
+    """Receive every product's result from every group of models; once the reader has ended,
+    tell the model workers to run their last, incomplete batches whenever results stop
+    coming for `flush_ms`."""
     poller = zmq.Poller()
     poller.register(results, zmq.POLLIN)
     poller.register(sup.control, zmq.POLLIN)
     received = 0
     last_result = last_flush = time.monotonic()
     with _progress_bar(config, total_hint) as bar:
-        while sup.end is None or received < sup.end["products"]:
+        while sup.end is None or received < sup.end["products"] * len(aggregator.groups):
             events = dict(poller.poll(config.flush_ms if sup.end else POLL_MS))
             now = time.monotonic()
             if results in events:
@@ -457,9 +468,9 @@ def _collect(sup, results, commands, aggregator, config, total_hint):
                     if not results.poll(0, zmq.POLLIN):
                         break
                     frames = results.recv_multipart(copy=False)
-                    aggregator.add(*messages.result_from_frames([f.buffer for f in frames]))
+                    if aggregator.add(*messages.result_from_frames([f.buffer for f in frames])):
+                        bar.update()             # the product's last group
                     received += 1
-                    bar.update()
                 last_result = now
             if sup.control in events:
                 sup.drain()
@@ -472,13 +483,15 @@ def _collect(sup, results, commands, aggregator, config, total_hint):
     return aggregator.finish(sup.end["products"])
 
 
-def run_in_process(source, handles, make_aggregator, config, md5_counts=None):
-    """The same work as `run_pipeline` in one process, without ZeroMQ."""
-    check_decode_on(config, handles)
-    runner = open_runner(handles, config.devices[0])
-    config = config.for_models(runner.describe())
-    aggregator = make_aggregator(runner.describe())
+def run_in_process(source, handles, aggregator, config, md5_counts=None):
+    """The same work as `run_pipeline` in one process, without ZeroMQ, for models of one
+    backend (a process runs one framework)."""
     try:
+        if len(model_groups(handles)) > 1:
+            raise ValueError("these models run on %s, which cannot share a process: predict them with --decoders 1 "
+                             "or more (a model worker per backend)"
+                             % " and ".join(backend.framework for backend, _ in model_groups(handles)))
+        runner = open_runner(handles, config.devices[0])
         batcher, n = Batcher(config.batch_size, config.views.count), 0
         with _progress_bar(config, source.total_products) as bar:
             for product in source:

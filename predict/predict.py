@@ -10,16 +10,17 @@ a manifest with the accuracies when the input is labelled. ``--decoders 0`` runs
 everything in this process, without ZeroMQ.
 
 Each model gets its input as its checkpoint says (``image_shape``, ``mean``, ``scale`` of
-its epoch-NNNN.json; predict.preprocess), so models of different input sizes predict in
-one run; there is no ``--image-size`` any more.
+its epoch-NNNN.json; data.images), so models of different input sizes predict in one run;
+there is no ``--image-size`` any more.
 
 Each model runs on its run's framework (MXNet for Gluon runs, PyTorch for PyTorch runs),
-or on ``--backend``'s: ``--backend torch`` converts Gluon runs on load and runs them on
-PyTorch (bf16 and channels_last on GPUs; ``--compile``: ``torch.compile``), the way to
-predict on H100/H200 GPUs, which MXNet 1.9.1 cannot use. A model worker runs one
-framework: a run of models of both frameworks needs ``--backend torch``. PyTorch model
-workers can also decode the pictures themselves, a batch at a time on their device
-(``--decode-on device``: nvJPEG on GPUs), which frees the CPU cores of the decoders.
+in model workers of its own (MXNet and PyTorch never share a process), so runs of both
+predict in one command; or every model runs on ``--backend``'s: ``--backend torch``
+converts Gluon runs on load and runs them on PyTorch (bf16 and channels_last on GPUs;
+``--compile``: ``torch.compile``), the way to predict on H100/H200 GPUs, which MXNet 1.9.1
+cannot use. PyTorch model workers can also decode the pictures themselves, a batch at a
+time on their device (``--decode-on device``: nvJPEG on GPUs), which frees the CPU cores
+of the decoders.
 
 Every product whose ``_id`` can be read gets a row. One without any decodable picture
 (``--skip-bad-images``), or a test document that could not be read but whose ``_id`` could
@@ -46,7 +47,8 @@ from data.cli import (OldSpelling, add_common_options, add_device_options, add_s
                       positive_int, setup_logging)
 from predict.combine import COMBINERS, parse_combiners  # noqa: E402
 from predict.decode import DECODE_ON, TTA_CHOICES, Views  # noqa: E402
-from predict.inference import FRAMEWORKS, CheckpointModel  # noqa: E402
+from models.backends import BACKENDS, backend_names, backends_with  # noqa: E402
+from predict.checkpoints import CheckpointModel  # noqa: E402
 from predict.md5_modes import MD5_MODES, parse_md5_modes  # noqa: E402
 from predict.pipeline import TRANSPORTS, PipelineConfig  # noqa: E402
 from predict.run import predict_input  # noqa: E402
@@ -69,8 +71,8 @@ def build_parser():
     p.add_argument("--decode-on", choices=DECODE_ON, default="decoders",
                    help="where pictures are decoded: decoders (default: the decoder processes, OpenCV) or device "
                         "(the model worker's, a batch at a time: nvJPEG on GPUs, libjpeg-turbo on the CPU; the "
-                        "decoders still take the MD5s and check each picture). PyTorch model workers only "
-                        "(--backend torch or PyTorch runs)")
+                        "decoders still take the MD5s and check each picture). Model workers of %s only"
+                        % " or ".join(backends_with(lambda b: b.decodes_on_device)))
     p.add_argument("--batch-size", type=positive_int, default=64, help="network inputs (images x views) per batch")
     p.add_argument("--tta", default="flip", choices=TTA_CHOICES, help="test-time views (default flip)")
     p.add_argument("--crop-size", type=int, default=160, help="size of the 5 crops of --tta crops")
@@ -93,10 +95,12 @@ def build_parser():
     p.add_argument("--stall-timeout", type=float, default=300,
                    help="fail when no product completes for this many seconds")
     add_device_options(p, help_text="one model worker per device: cpu, gpu:0,gpu:1, ...")
-    p.add_argument("--backend", choices=FRAMEWORKS,
-                   help="framework of the model workers (default: each run's own, mxnet for Gluon runs); torch "
-                        "converts Gluon runs on load and runs bf16 + channels_last on GPUs")
-    p.add_argument("--compile", action="store_true", help="torch.compile every network (--backend torch)")
+    p.add_argument("--backend", choices=backend_names(),
+                   help="backend of every model worker (default: each run's own, in model workers of its own; "
+                        "mxnet for Gluon runs); torch converts Gluon runs on load and runs bf16 + channels_last "
+                        "on GPUs")
+    p.add_argument("--compile", action="store_true",
+                   help="compile every network (--backend %s)" % " or ".join(backends_with(lambda b: b.compiles)))
     add_common_options(p)
     return p
 
@@ -109,8 +113,8 @@ def main(argv=None):
     if args.names and len(args.names) != len(args.models):
         parser.error(f"--names gives {len(args.names)} names for {len(args.models)} models")
     names = args.names or [None] * len(args.models)
-    if args.compile and args.backend != "torch":
-        parser.error("--compile needs --backend torch")
+    if args.compile and (args.backend is None or not BACKENDS[args.backend].compiles):
+        parser.error("--compile needs --backend %s" % " or ".join(backends_with(lambda b: b.compiles)))
     handles = [CheckpointModel(path, args.epoch, name, args.class_prior, args.backend, args.compile)
                for path, name in zip(args.models, names)]
     config = PipelineConfig(decoders=args.decoders, batch_size=args.batch_size,

@@ -17,7 +17,7 @@ from data.locks import output_lock
 from predict.aggregate import Aggregator
 from predict.decode import Md5Counts
 from predict.pipeline import check_decode_on, run_in_process, run_pipeline
-from predict.preprocess import decoded_size
+from predict.runner import model_groups
 from predict.sources import open_source
 
 log = logging.getLogger(__name__)
@@ -66,14 +66,18 @@ def log_skipped(input_path, skipped):
 
 def predict_input(input_path, handles, out_dir, config, categories=None, combiners=("mean",),
                   md5_modes=("none",), md5_dict_path=None, top_k=5, skip_bad_products=False):
-    """Predict every product of `input_path` with every model; return the manifests."""
+    """Predict every product of `input_path` with every model of `handles`
+    (predict.checkpoints.CheckpointModel), each on its backend; return the manifests."""
     check_names(handles)
-    check_decode_on(config, handles)
     with contextlib.ExitStack() as locks:
         for handle in handles:
             locks.enter_context(output_lock(os.path.join(out_dir, handle.name)))
         source = open_source(input_path, categories, skip_bad_products, progress=config.progress)
         log_skipped(input_path, source.skipped)
+        check_decode_on(config, handles)               # each checkpoint's metadata is read here, once
+        models = [handle.describe() for handle in handles]
+        check_models(models, categories)
+        config = config.for_models(handles)
         md5_counts = md5_counts_for(md5_modes, md5_dict_path, categories)
         manifest = {
             "input": os.path.abspath(input_path), "input_kind": source.kind,
@@ -82,15 +86,12 @@ def predict_input(input_path, handles, out_dir, config, categories=None, combine
             "combiners": list(combiners), "md5_modes": list(md5_modes),
             "md5_dict": os.path.abspath(md5_dict_path) if md5_dict_path else None,
             "batch_size": config.batch_size, "decoders": config.decoders, "devices": list(config.devices),
+            "image_size": list(config.views.size),
             "decode_on": config.decode_on,
             "skip_bad_images": config.skip_bad_images, "skipped_documents": list(source.skipped),
             "created": datetime.datetime.now().isoformat(timespec="seconds"),
         }
-
-        def make_aggregator(models):
-            check_models(models, categories)
-            return Aggregator(lambda name: os.path.join(out_dir, name), models, combiners, md5_modes, top_k,
-                              dict(manifest, image_size=list(decoded_size(models))))
-
+        aggregator = Aggregator(lambda name: os.path.join(out_dir, name), models, combiners, md5_modes, top_k,
+                                manifest, [numbers for _, numbers in model_groups(handles)])
         run = run_pipeline if config.decoders > 0 else run_in_process
-        return run(source, handles, make_aggregator, config, md5_counts)
+        return run(source, handles, aggregator, config, md5_counts)

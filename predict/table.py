@@ -1,7 +1,7 @@
 """The validation-accuracy table: ours beside the reference's, as Markdown and as a PNG.
 
 Our sections come from `predict.ensembling.evaluate` (prediction folders of a validation
-input) and from training logs (`predict.logs`); the reference's from `predict.reference`.
+input) and from training logs (`models.training_log`); the reference's from `predict.reference`.
 """
 import os
 from dataclasses import dataclass, field

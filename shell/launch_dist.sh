@@ -1,6 +1,6 @@
 #!/bin/sh
 # Train on several processes or machines with MXNet's distributed kvstore: starts a scheduler,
-# servers and workers with the DMLC_* variables they need (python -m train.launch).
+# servers and workers with the DMLC_* variables they need (python -m train.mxnet_backend.launch).
 #
 #   sh shell/launch_dist.sh -n WORKERS [-s SERVERS] [--hostfile FILE] [--host-ip IP] -- COMMAND...
 #
@@ -20,4 +20,4 @@ set -eu
 if [ -z "${PYTHON:-}" ]; then
     if [ -x "${VENV:-.venv}/bin/python" ]; then PYTHON=${VENV:-.venv}/bin/python; else PYTHON=python3; fi
 fi
-exec "$PYTHON" -m train.launch "$@"
+exec "$PYTHON" -m train.mxnet_backend.launch "$@"

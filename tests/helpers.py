@@ -26,7 +26,7 @@ import bson
 import cv2
 import numpy as np
 
-from data.bson2rec import output_paths
+from data.recordio import record_paths
 from data.recordio import MAGIC_BYTES as RECORDIO_MAGIC
 from data.recordio import ImageRecordWriter, write_idx
 
@@ -76,7 +76,7 @@ def write_categories(path, categories=CATEGORIES):
 def read_records(rec_path):
     """[(label, product_id, image_number, image bytes)] in key order, read by MXNet through the .idx."""
     import mxnet as mx     # only the tests that compare with MXNet need it
-    _, idx_path, _ = output_paths(str(rec_path))
+    _, idx_path, _ = record_paths(str(rec_path))
     reader = mx.recordio.MXIndexedRecordIO(idx_path, str(rec_path), "r")
     try:
         assert reader.keys == list(range(len(reader.keys)))

@@ -18,13 +18,13 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
-import models
 from data.categories import CategoryMap
 from data.md5_dict import build_dictionary
 from data.synth import generate
 from helpers import read_docs, write_bson, write_pictures_rec
-from predict.inference import CheckpointModel
-from train.checkpoint import save_checkpoint
+from predict.checkpoints import CheckpointModel
+from train.mxnet_backend.checkpoint import save_checkpoint
+from models import mxnet_nets
 
 MODEL_NAMES = ("dpn_tiny", "resnext_tiny")
 
@@ -54,7 +54,7 @@ def train_tiny_run(run_dir, model_name, images, labels, classes, steps=6, batch_
     """A few Adam steps of `model_name`, saved as epoch 1 of the run folder `run_dir`."""
     mx.random.seed(seed)
     rng = np.random.RandomState(seed)
-    net = models.get_model(model_name, classes=classes)
+    net = mxnet_nets.get_model(model_name, classes=classes)
     trainer = gluon.Trainer(net.collect_params(), "adam", {"learning_rate": 2e-3})
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
     for _ in range(steps):
@@ -104,7 +104,5 @@ class SlowCheckpointModel(CheckpointModel):
         super().__init__(path)
         self.delay = delay
 
-    def load(self, ctx):
-        loaded = super().load(ctx)
-        loaded.net = SlowNet(loaded.net, self.delay)
-        return loaded
+    def load(self, runner):
+        return SlowNet(super().load(runner), self.delay)

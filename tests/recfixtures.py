@@ -5,7 +5,7 @@ The synthetic RecordIO datasets and pictures (no framework needed) are in helper
 """
 import mxnet as mx
 
-from train import checkpoint
+from train.mxnet_backend import checkpoint
 
 
 def write_checkpoints(run_dir, epochs, model, classes, args):

@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 
 from data.bson_index import BsonIndex
-from data.bson2rec import ConvertOptions, convert, output_paths, plan_parts, shuffled_order
+from data.bson2rec import ConvertOptions, convert, plan_parts, shuffled_order
 from data.categories import CategoryMap
 from data.errors import DataInputError, StaleIndexError
 from data.md5_dict import build_dictionary
 from data.picture_facts import RECORDIO_MAGIC_WORDS
-from data.recordio import MAGIC_BYTES, aligned_magic_words
+from data.recordio import MAGIC_BYTES, aligned_magic_words, record_paths
 from data.split_train_bson import Split
 from helpers import (CATEGORIES, file_bytes, jpeg_bytes, make_products, read_records, read_sequentially, with_magic_words,
                      write_bson, write_categories)
@@ -113,7 +113,7 @@ def test_output_is_byte_identical_whatever_the_number_of_workers(train_bson, csv
     for workers in (1, 2):
         rec = str(tmp_path / f"w{workers}" / "A_train.rec")
         convert(path, rec, small_options(csv_path, workers=workers), progress=False)
-        outputs.append(file_bytes(*output_paths(rec)))
+        outputs.append(file_bytes(*record_paths(rec)))
     assert outputs[0] == outputs[1]
 
     other_seed = str(tmp_path / "seed" / "A_train.rec")
@@ -266,7 +266,7 @@ def test_official_sample_converts_to_the_same_bytes_as_ever(official):
     """The `.rec` and `.idx` of the official sample (default options: shuffled) are the bytes
     the converter wrote when its modules were reorganised (issue 12): a refactoring of the
     data layer must not move one."""
-    digests = [hashlib.sha256(data).hexdigest() for data in file_bytes(*output_paths(official[1]["A"][1])[:2])]
+    digests = [hashlib.sha256(data).hexdigest() for data in file_bytes(*record_paths(official[1]["A"][1])[:2])]
     assert digests == ["50ad5c599795ed90e7d3e5c8d8f2ea2afb8beab12ab1c9541386ad2f33177f23",
                        "b4b66eed7f3df54c203abd46f94d04ef743aa2bab23df77aeaff90954b9f8a3b"]
 
@@ -275,7 +275,7 @@ def test_image_record_iter_reads_the_output_with_a_global_shuffle(official):
     _, out = official
     report, rec = out["A"]
     records = read_records(rec)
-    iterator = mx.io.ImageRecordIter(path_imgrec=rec, path_imgidx=output_paths(rec)[1], data_shape=(3, 180, 180),
+    iterator = mx.io.ImageRecordIter(path_imgrec=rec, path_imgidx=record_paths(rec)[1], data_shape=(3, 180, 180),
                                      batch_size=10, shuffle=True, seed=3, round_batch=False)
     labels = []
     for batch in iterator:
@@ -402,7 +402,7 @@ def test_conversion_killed_midway_resumes_to_byte_identical_output(tmp_path, csv
 
     result = subprocess.run(command + ["--out", rec], check=True, capture_output=True, text=True)
     assert "resuming" in result.stderr
-    assert file_bytes(*output_paths(rec)) == file_bytes(*output_paths(reference))
+    assert file_bytes(*record_paths(rec)) == file_bytes(*record_paths(reference))
     assert not os.path.exists(tmp_path / "killed" / ".A_train.parts")
 
 
@@ -649,8 +649,8 @@ def test_pictures_holding_the_magic_word_go_to_their_planned_places(tmp_path, cs
         assert {(pid, k): (label, image) for label, pid, k, image in records} == \
             expected_images(docs, CategoryMap.from_csv(csv_path))
         assert report["rec_bytes"] == os.path.getsize(rec)
-        reference = reference or file_bytes(*output_paths(rec))
-        assert file_bytes(*output_paths(rec)) == reference
+        reference = reference or file_bytes(*record_paths(rec))
+        assert file_bytes(*record_paths(rec)) == reference
 
 
 def test_a_magic_word_written_into_a_picture_after_indexing_is_caught(tmp_path, csv_path):

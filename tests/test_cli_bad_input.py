@@ -177,7 +177,7 @@ CASES = {
     "train locked run folder": (["-m", "train.train", "--network", "dpn_tiny", "--data-train", "{missing}.rec",
                                  "--model-dir", "{out}/locked_run"], "{out}/locked_run is being written by pid",
                                 "{out}/locked_run"),
-    "launch no workers": (["-m", "train.launch", "-n", "0", "--", "true"], "--num-workers: must be at least 1", None),
+    "launch no workers": (["-m", "train.mxnet_backend.launch", "-n", "0", "--", "true"], "--num-workers: must be at least 1", None),
     "models unknown network": (["-m", "models", "no_such_net"], "unknown model(s): no_such_net", None),
 }
 

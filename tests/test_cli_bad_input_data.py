@@ -14,7 +14,7 @@ import bson
 import numpy as np
 import pytest
 
-from data.bson2rec import output_paths
+from data.recordio import record_paths
 from data.categories import CategoryMap
 from helpers import CATEGORIES, make_products, read_records, write_bson, write_categories
 
@@ -92,7 +92,7 @@ def convert(world, bson_path, name, *options):
     rec = f"{world['out']}/{name}.rec"
     result = run("-m", "data.bson2rec", bson_path, "--out", rec, "--workers", "2", *options)
     assert result.returncode == 0, result.stderr
-    with open(output_paths(rec)[2], encoding="utf-8") as f:
+    with open(record_paths(rec)[2], encoding="utf-8") as f:
         return rec, json.load(f), result
 
 

@@ -19,7 +19,7 @@ from predict.combine import COMBINERS, combine_models
 from predict.decode import Views
 from predict.ensembling import (ensemble_classes, evaluate, load_predictions, product_hash_classes,
                                 write_submission)
-from predict.inference import CheckpointModel
+from predict.checkpoints import CheckpointModel
 from predict.pipeline import PipelineConfig
 from predict.run import predict_input
 

@@ -6,7 +6,7 @@ import pytest
 
 from helpers import REAL_DIR
 from predict import reference
-from predict.logs import log_name, natural_key, read_training_log, read_training_logs
+from models.training_log import log_name, natural_key, read_training_log, read_training_logs
 from predict.table import log_section, reference_sections, to_markdown
 
 REFERENCE_LOGS = os.path.join(REAL_DIR, "reference_logs")

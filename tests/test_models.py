@@ -10,9 +10,10 @@ from mxnet import autograd, gluon
 
 import models
 from models.__main__ import main as models_cli
-from models.gluoncv_import import import_gluoncv
-from models.registry import build_network, feature_layer, infer_parameter_shapes
-from models.weights import structural_names, symbol_name_table
+from models.mxnet_nets.gluoncv_import import import_gluoncv
+from models.mxnet_nets.build import build_network, feature_layer, infer_parameter_shapes
+from models.mxnet_nets.weights import structural_names, symbol_name_table
+from models import mxnet_nets
 from published_symbols import AUTHORS_DPN, authors_dpn, executor_output, mxnet_resnext, random_checkpoint
 
 model_zoo = import_gluoncv().model_zoo
@@ -73,11 +74,11 @@ def test_spec_defaults_to_raw_pixels_with_imagenet_alternative():
 @pytest.mark.parametrize("name", [n for n in BIG if models.get_spec(n).published_params])
 def test_parameter_counts_match_published(name):
     published = models.get_spec(name).published_params
-    assert models.count_parameters(name, classes=1000) == pytest.approx(published, rel=0.01)
+    assert mxnet_nets.count_parameters(name, classes=1000) == pytest.approx(published, rel=0.01)
 
 
 def test_parameter_count_grows_with_the_classifier_only():
-    diff = models.count_parameters("dpn92", classes=5270) - models.count_parameters("dpn92", classes=1000)
+    diff = mxnet_nets.count_parameters("dpn92", classes=5270) - mxnet_nets.count_parameters("dpn92", classes=1000)
     assert diff == 4270 * (2688 + 1)
 
 
@@ -85,7 +86,7 @@ def test_parameter_count_grows_with_the_classifier_only():
 
 @pytest.mark.parametrize("name", TINY)
 def test_tiny_network_runs_at_180_with_5270_classes(name):
-    net = models.get_model(name, classes=5270)
+    net = mxnet_nets.get_model(name, classes=5270)
     spec = models.get_spec(name)
     x = images()
     assert net.features(x).shape == (2, spec.feature_channels)
@@ -98,7 +99,7 @@ def test_tiny_network_runs_at_180_with_5270_classes(name):
 
 @pytest.mark.parametrize("name", ["dpn_tiny", "densenet_tiny", "se_resnext_tiny"])
 def test_any_input_size_works_thanks_to_global_pooling(name):
-    net = models.get_model(name, classes=3)
+    net = mxnet_nets.get_model(name, classes=3)
     net.hybridize()
     for size, width in ((160, None), (224, None), (180, 240)):
         assert net(images(1, size, width=width)).shape == (1, 3)
@@ -147,9 +148,9 @@ def test_dpn_parameter_names_follow_the_published_symbols():
 def exported(tmp_path):
     """A randomised tiny network exported as a symbolic checkpoint: (net, params file)."""
     def export(name, classes=10):
-        net = models.get_model(name, classes=classes)
+        net = mxnet_nets.get_model(name, classes=classes)
         randomize(net)
-        _, params_file = models.export_symbolic(net, str(tmp_path / name))
+        _, params_file = mxnet_nets.export_symbolic(net, str(tmp_path / name))
         return net, params_file
     return export
 
@@ -159,24 +160,24 @@ def test_symbolic_checkpoint_round_trip_with_a_new_class_count(name, exported, t
     source, params_file = exported(name, classes=10)
     assert sorted(os.listdir(tmp_path)) == ["%s-0000.params" % name, "%s-symbol.json" % name]
     assert all(key.startswith(("arg:", "aux:")) for key in mx.nd.load(params_file))
-    target = models.get_model(name, classes=7, pretrained=params_file)
+    target = mxnet_nets.get_model(name, classes=7, pretrained=params_file)
     expected, loaded = backbone_arrays(source), backbone_arrays(target)
     assert loaded.keys() == expected.keys()
     for path in expected:
         np.testing.assert_array_equal(loaded[path], expected[path], err_msg=path)
     assert target.output.weight.shape == (7, models.get_spec(name).feature_channels)
     # (prefix, epoch) addresses the same checkpoint.
-    again = models.get_model(name, classes=7, pretrained=(str(tmp_path / name), 0))
+    again = mxnet_nets.get_model(name, classes=7, pretrained=(str(tmp_path / name), 0))
     np.testing.assert_array_equal(again.features(images()).asnumpy(), target.features(images()).asnumpy())
 
 
 def test_gluon_params_round_trip(tmp_path):
-    source = models.get_model("densenet_tiny", classes=10)
+    source = mxnet_nets.get_model("densenet_tiny", classes=10)
     randomize(source)
     path = str(tmp_path / "densenet_tiny.params")
     source.save_parameters(path)
-    target = models.get_model("densenet_tiny", classes=3)
-    report = models.load_backbone(target, path)
+    target = mxnet_nets.get_model("densenet_tiny", classes=3)
+    report = mxnet_nets.load_backbone(target, path)
     assert (report.source_format, report.naming) == ("gluon", "structural")
     assert report.classifier == ["output.bias", "output.weight"]
     assert not report.missing and not report.unexpected
@@ -197,9 +198,9 @@ def check_published_checkpoint(name, symbol, symbol_feature_layer, prefix):
     every backbone parameter used, the classifier dropped, and give the executor's features."""
     args, auxs = random_checkpoint(symbol, prefix)
     x = images(1, size=64, seed=3)
-    net = models.get_model(name, classes=7, pretrained=(prefix, 0))
+    net = mxnet_nets.get_model(name, classes=7, pretrained=(prefix, 0))
     assert_same_features(net.features(x).asnumpy(), executor_output(symbol, symbol_feature_layer, args, auxs, x))
-    report = models.load_backbone(models.get_model(name, classes=7), prefix + "-0000.params")
+    report = mxnet_nets.load_backbone(mxnet_nets.get_model(name, classes=7), prefix + "-0000.params")
     assert (report.source_format, report.naming) == ("symbolic", "published")
     assert not report.missing and not report.unexpected
     assert report.classifier == sorted(n for n in args if n.startswith(("fc6_", "fc1_")))
@@ -237,7 +238,7 @@ def test_mxnet_model_zoo_resnext_checkpoint_loads(name, units, filter_list, grou
     del arrays["arg:bn_data_gamma"]
     without_gamma = str(tmp_path / "no-gamma.params")
     mx.nd.save(without_gamma, arrays)
-    again = models.get_model(name, classes=7, pretrained=without_gamma)
+    again = mxnet_nets.get_model(name, classes=7, pretrained=without_gamma)
     x = images(1, size=64)
     np.testing.assert_array_equal(again.features(x).asnumpy(), net.features(x).asnumpy())
 
@@ -259,25 +260,25 @@ def test_mxnet_model_zoo_resnext_widths_come_from_the_file(name, units, filter_l
     symbol = mxnet_resnext(units, filter_list, groups, 0.5, stem_stride)
     args, auxs = random_checkpoint(symbol, prefix)
     x = images(1, size=64, seed=3)
-    net = models.get_model(name, classes=7, pretrained=(prefix, 0))
+    net = mxnet_nets.get_model(name, classes=7, pretrained=(prefix, 0))
     assert net.config_overrides == widths        # the fields where the file differs from the name
     assert_same_features(net.features(x).asnumpy(), executor_output(symbol, "flatten0_output", args, auxs, x))
     # A run records the overrides (JSON) and rebuilds the same network from them.
     saved = str(tmp_path / "epoch-0001.params")
     net.save_parameters(saved)
-    rebuilt = models.get_model(name, classes=7, config_overrides=json.loads(json.dumps(net.config_overrides)))
+    rebuilt = mxnet_nets.get_model(name, classes=7, config_overrides=json.loads(json.dumps(net.config_overrides)))
     rebuilt.load_parameters(saved)
     np.testing.assert_array_equal(rebuilt(x).asnumpy(), net(x).asnumpy())
     # A child run seeded from that run's checkpoint (structural names) takes its widths too.
-    assert models.get_model(name, classes=3, pretrained=saved).config_overrides == widths
-    assert models.get_model(name, classes=3).config_overrides == {}
+    assert mxnet_nets.get_model(name, classes=3, pretrained=saved).config_overrides == widths
+    assert mxnet_nets.get_model(name, classes=3).config_overrides == {}
 
 
 def test_se_resnext_takes_the_widths_of_the_resnext_file_it_starts_from(tmp_path):
     prefix = str(tmp_path / "zoo")
     random_checkpoint(mxnet_resnext((1, 1, 1, 1), (16, 64, 128, 256, 512), 4, 0.5, 4), prefix)
-    resnext = models.get_model("resnext_tiny_mxnet", classes=7, pretrained=(prefix, 0))
-    se = models.get_model("se_resnext_tiny_mxnet", classes=7, from_model=(prefix, 0))
+    resnext = mxnet_nets.get_model("resnext_tiny_mxnet", classes=7, pretrained=(prefix, 0))
+    se = mxnet_nets.get_model("se_resnext_tiny_mxnet", classes=7, from_model=(prefix, 0))
     assert se.config_overrides == resnext.config_overrides == dict(bottleneck_width=32)
     shared, se_arrays = backbone_arrays(resnext), backbone_arrays(se)
     for path_, array in shared.items():
@@ -293,18 +294,18 @@ def batch_norms(net):
 def test_mxnet_model_zoo_resnext_seeds_se_resnext_but_not_gluoncv_form(tmp_path):
     prefix = str(tmp_path / "zoo")
     random_checkpoint(mxnet_resnext((1, 1, 1, 1), (16, 64, 128, 256, 512), 4, 1 / 16, 4), prefix)
-    resnext = models.get_model("resnext_tiny_mxnet", classes=7, pretrained=(prefix, 0))
-    se = models.get_model("se_resnext_tiny_mxnet", classes=7, from_model=(prefix, 0))
+    resnext = mxnet_nets.get_model("resnext_tiny_mxnet", classes=7, pretrained=(prefix, 0))
+    se = mxnet_nets.get_model("se_resnext_tiny_mxnet", classes=7, from_model=(prefix, 0))
     shared, se_arrays = backbone_arrays(resnext), backbone_arrays(se)
     for path_, array in shared.items():
         np.testing.assert_array_equal(se_arrays[path_], array, err_msg=path_)
-    report = models.load_backbone(models.get_model("se_resnext_tiny_mxnet", classes=7), prefix + "-0000.params",
+    report = mxnet_nets.load_backbone(mxnet_nets.get_model("se_resnext_tiny_mxnet", classes=7), prefix + "-0000.params",
                                   allow_missing=True)
     assert report.missing == sorted(set(se_arrays) - set(shared)) and not report.unexpected
     assert report.missing and all(".se." in p for p in report.missing)
     # GluonCV's form has neither the input batch norm nor eps 2e-5: refused.
-    with pytest.raises(models.WeightImportError, match="bn_data_beta"):
-        models.get_model("resnext_tiny", classes=7, pretrained=(prefix, 0))
+    with pytest.raises(mxnet_nets.WeightImportError, match="bn_data_beta"):
+        mxnet_nets.get_model("resnext_tiny", classes=7, pretrained=(prefix, 0))
 
 
 def test_shape_mismatch_fails_clearly(exported, tmp_path):
@@ -314,8 +315,8 @@ def test_shape_mismatch_fails_clearly(exported, tmp_path):
     arrays[key] = mx.nd.zeros((3, 3, 1, 1))
     bad = str(tmp_path / "bad.params")
     mx.nd.save(bad, arrays)
-    with pytest.raises(models.WeightShapeError, match=r"c1x1_a\.conv\.weight.*\(3, 3, 1, 1\)"):
-        models.get_model("dpn_tiny", classes=5, pretrained=bad)
+    with pytest.raises(mxnet_nets.WeightShapeError, match=r"c1x1_a\.conv\.weight.*\(3, 3, 1, 1\)"):
+        mxnet_nets.get_model("dpn_tiny", classes=5, pretrained=bad)
 
 
 def test_missing_and_unexpected_parameters_are_reported(exported, tmp_path):
@@ -325,9 +326,9 @@ def test_missing_and_unexpected_parameters_are_reported(exported, tmp_path):
     arrays["arg:resnext_tiny_extra_weight"] = mx.nd.zeros((2,))
     edited = str(tmp_path / "edited.params")
     mx.nd.save(edited, arrays)
-    with pytest.raises(models.WeightImportError, match="features.5.0.body.3.weight"):
-        models.get_model("resnext_tiny", classes=5, pretrained=edited)
-    report = models.load_backbone(models.get_model("resnext_tiny", classes=5), edited,
+    with pytest.raises(mxnet_nets.WeightImportError, match="features.5.0.body.3.weight"):
+        mxnet_nets.get_model("resnext_tiny", classes=5, pretrained=edited)
+    report = mxnet_nets.load_backbone(mxnet_nets.get_model("resnext_tiny", classes=5), edited,
                                   allow_missing=True, allow_unexpected=True)
     assert report.missing == ["features.5.0.body.3.weight"]
     assert report.unexpected == ["resnext_tiny_extra_weight"]
@@ -335,30 +336,30 @@ def test_missing_and_unexpected_parameters_are_reported(exported, tmp_path):
 
 def test_weights_of_another_family_are_refused(exported):
     _, params_file = exported("dpn_tiny")
-    with pytest.raises(models.WeightImportError, match="shares no backbone parameter"):
-        models.get_model("resnext_tiny", classes=5, from_model=params_file)
+    with pytest.raises(mxnet_nets.WeightImportError, match="shares no backbone parameter"):
+        mxnet_nets.get_model("resnext_tiny", classes=5, from_model=params_file)
     with pytest.raises(FileNotFoundError):
-        models.get_model("dpn_tiny", pretrained=params_file + ".missing")
+        mxnet_nets.get_model("dpn_tiny", pretrained=params_file + ".missing")
     with pytest.raises(ValueError, match="either"):
-        models.get_model("dpn_tiny", pretrained=params_file, from_model=params_file)
+        mxnet_nets.get_model("dpn_tiny", pretrained=params_file, from_model=params_file)
 
 
 @pytest.mark.parametrize("form", ["gluon", "symbolic"])
 def test_se_resnext_starts_from_resnext_weights(form, tmp_path):
-    resnext = models.get_model("resnext_tiny", classes=10)
+    resnext = mxnet_nets.get_model("resnext_tiny", classes=10)
     randomize(resnext)
     if form == "gluon":
         path = str(tmp_path / "resnext.params")
         resnext.save_parameters(path)
     else:
-        _, path = models.export_symbolic(resnext, str(tmp_path / "resnext"))
-    se = models.get_model("se_resnext_tiny", classes=4, from_model=path)
+        _, path = mxnet_nets.export_symbolic(resnext, str(tmp_path / "resnext"))
+    se = mxnet_nets.get_model("se_resnext_tiny", classes=4, from_model=path)
     shared, se_arrays = backbone_arrays(resnext), backbone_arrays(se)
     for path_, array in shared.items():
         np.testing.assert_array_equal(se_arrays[path_], array, err_msg=path_)
     new_layers = set(se_arrays) - set(shared)
     assert new_layers and all(".se." in path_ for path_ in new_layers)
-    report = models.load_backbone(models.get_model("se_resnext_tiny", classes=4), path,
+    report = mxnet_nets.load_backbone(mxnet_nets.get_model("se_resnext_tiny", classes=4), path,
                                   allow_missing=True, allow_unexpected=True)
     assert set(report.missing) == new_layers and not report.unexpected
 
@@ -367,12 +368,12 @@ def test_se_resnext_starts_from_resnext_weights(form, tmp_path):
 
 @pytest.mark.parametrize("name", ["dpn_tiny", "se_resnext_tiny", "densenet_tiny"])
 def test_export_and_import_give_identical_outputs(name, tmp_path):
-    net = models.get_model(name, classes=6)
+    net = mxnet_nets.get_model(name, classes=6)
     randomize(net)
     prefix = str(tmp_path / "deploy" / name)
-    symbol_file, _ = models.export_symbolic(net, prefix, epoch=3)
+    symbol_file, _ = mxnet_nets.export_symbolic(net, prefix, epoch=3)
     x = images(3)
-    deployed = models.import_symbolic(prefix, epoch=3)
+    deployed = mxnet_nets.import_symbolic(prefix, epoch=3)
     np.testing.assert_allclose(deployed(x).asnumpy(), net(x).asnumpy(), rtol=1e-5, atol=1e-5)
     # The feature layer is the cut point inside the exported symbol.
     internals = mx.sym.load(symbol_file).get_internals()
@@ -383,7 +384,7 @@ def test_export_and_import_give_identical_outputs(name, tmp_path):
 
 def test_multi_context_initialisation():
     contexts = [mx.cpu(0), mx.cpu(1)]
-    net = models.get_model("dpn_tiny", classes=5, ctx=contexts)
+    net = mxnet_nets.get_model("dpn_tiny", classes=5, ctx=contexts)
     for param in net.collect_params().values():
         assert param.list_ctx() == contexts
         np.testing.assert_array_equal(param.data(contexts[0]).asnumpy(), param.data(contexts[1]).asnumpy())
@@ -394,7 +395,7 @@ def test_multi_context_initialisation():
 @pytest.mark.parametrize("name", ["dpn_tiny", "se_resnext_tiny", "densenet_tiny"])
 def test_float16_cast(name):
     """CPU MXNet has no float16 GEMM: check the cast parameters and the graph's types."""
-    net = models.get_model(name, classes=5)
+    net = mxnet_nets.get_model(name, classes=5)
     net.cast("float16")
     dtypes = {np.dtype(param.dtype) for path, param in structural_names(net).items() if "weight" in path}
     assert dtypes == {np.dtype(np.float16)}
@@ -406,15 +407,15 @@ def test_float16_cast(name):
 
 
 def test_dropout_between_features_and_classifier():
-    net = models.get_model("dpn_tiny", classes=5, dropout=0.5)
+    net = mxnet_nets.get_model("dpn_tiny", classes=5, dropout=0.5)
     x = images(4)
     with autograd.record(train_mode=True):
         first, second = net(x).asnumpy(), net(x).asnumpy()
     assert not np.allclose(first, second)
     np.testing.assert_array_equal(net(x).asnumpy(), net(x).asnumpy())
-    assert models.get_model("dpn_tiny", classes=5).dropout is None
+    assert mxnet_nets.get_model("dpn_tiny", classes=5).dropout is None
     with pytest.raises(ValueError, match="dropout"):
-        models.get_model("dpn_tiny", dropout=1.0)
+        mxnet_nets.get_model("dpn_tiny", dropout=1.0)
 
 
 def test_listing_command(capsys):
@@ -432,17 +433,17 @@ def test_listing_command(capsys):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", BIG)
 def test_big_network_runs_at_180_with_5270_classes(name):
-    net = models.get_model(name, classes=5270)
+    net = mxnet_nets.get_model(name, classes=5270)
     net.hybridize()
     assert net(images(1)).shape == (1, 5270)
 
 
 @pytest.mark.slow
 def test_se_resnext101_starts_from_resnext101(tmp_path):
-    resnext = models.get_model("resnext101_64x4d", classes=5270)
+    resnext = mxnet_nets.get_model("resnext101_64x4d", classes=5270)
     path = str(tmp_path / "m10.params")
     resnext.save_parameters(path)
-    se = models.get_model("se_resnext101_64x4d", classes=5270, from_model=path)
+    se = mxnet_nets.get_model("se_resnext101_64x4d", classes=5270, from_model=path)
     shared, se_arrays = backbone_arrays(resnext), backbone_arrays(se)
     for path_, array in shared.items():
         np.testing.assert_array_equal(se_arrays[path_], array, err_msg=path_)
@@ -481,7 +482,7 @@ def test_tiny_network_learns_a_20_class_task(name):
     train_x, train_y = synthetic_shapes(1280, seed=0)
     val_x, val_y = synthetic_shapes(400, seed=1)
     mx.random.seed(0)
-    net = models.get_model(name, classes=20)
+    net = mxnet_nets.get_model(name, classes=20)
     net.hybridize(static_alloc=True)
     trainer = gluon.Trainer(net.collect_params(), "adam", {"learning_rate": 2e-3})
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()

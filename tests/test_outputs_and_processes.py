@@ -17,9 +17,10 @@ import mxnet as mx
 import psutil
 import pytest
 
-from data.bson2rec import ConvertOptions, convert, output_paths
+from data.bson2rec import ConvertOptions, convert
 from data.bson_index import BsonIndex, index_path_for
 from data.locks import lock_path, output_lock
+from data.recordio import record_paths
 from helpers import file_bytes, make_products, write_bson, write_categories
 
 PRODUCTS = 1500              # ~9 MB of BSON, 3,716 images: ~0.1-0.3 s of conversion here
@@ -45,12 +46,12 @@ def reference(dataset, tmp_path_factory):
     """The bytes of the default conversion of `dataset` (rec, idx, report)."""
     rec = tmp_path_factory.mktemp("reference") / "A_train.rec"
     subprocess.run(bson2rec(dataset, rec), check=True, capture_output=True)
-    return file_bytes(*output_paths(str(rec)))
+    return file_bytes(*record_paths(str(rec)))
 
 
 def read_through_idx(rec):
     """Every record of `rec`, read one by one by MXNet through its .idx: (header, image)."""
-    reader = mx.recordio.MXIndexedRecordIO(output_paths(str(rec))[1], str(rec), "r")
+    reader = mx.recordio.MXIndexedRecordIO(record_paths(str(rec))[1], str(rec), "r")
     try:
         return [mx.recordio.unpack(reader.read_idx(key)) for key in reader.keys]
     finally:
@@ -110,7 +111,7 @@ def test_a_second_conversion_of_one_output_fails_at_once_and_the_first_publishes
     assert "Traceback" not in second.stderr
     records = read_through_idx(rec)
     assert len(records) == 3716 and all(len(image) > 0 for _, image in records)
-    assert file_bytes(*output_paths(str(rec))) == reference
+    assert file_bytes(*record_paths(str(rec))) == reference
     assert sorted(os.listdir(tmp_path)) == ["A_train.idx", "A_train.rec", "A_train.report.json"]
 
 
@@ -127,7 +128,7 @@ def test_a_conversion_waits_for_the_index_another_process_is_building(dataset, r
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert f"is being written by pid {os.getpid()}" in err and "waiting for it" in err
-    assert file_bytes(*output_paths(str(tmp_path / "A_train.rec")))[:2] == reference[:2]   # (the report names the copy)
+    assert file_bytes(*record_paths(str(tmp_path / "A_train.rec")))[:2] == reference[:2]   # (the report names the copy)
 
 
 def test_conversions_of_two_sides_of_one_fresh_file_run_together(dataset, tmp_path):
@@ -172,11 +173,11 @@ def test_a_damaged_or_incomplete_output_is_converted_again_never_reused(damage, 
     options = ConvertOptions(categories=dataset[1], workers=2, part_mb=0.2)
     convert(dataset[0], rec, options, progress=False)
     which, spoil = DAMAGES[damage]
-    spoil(output_paths(rec)[which])
+    spoil(record_paths(rec)[which])
     stamp = os.stat(rec).st_mtime_ns
     convert(dataset[0], rec, options, progress=False)
     assert os.stat(rec).st_mtime_ns != stamp, "converted again"
-    assert file_bytes(*output_paths(rec)) == reference
+    assert file_bytes(*record_paths(rec)) == reference
 
 
 def test_a_run_killed_between_publishing_the_rec_and_the_report_is_converted_again(
@@ -184,7 +185,7 @@ def test_a_run_killed_between_publishing_the_rec_and_the_report_is_converted_aga
     """The report is renamed into place last: a kill just before leaves a .rec and .idx without
     it (and the parts folder without merged.rec), which the next run converts from scratch."""
     rec = str(tmp_path / "A_train.rec")
-    report_path = output_paths(rec)[2]
+    report_path = record_paths(rec)[2]
     replace = os.replace
 
     def killed_before_the_report(src, dst):
@@ -199,7 +200,7 @@ def test_a_run_killed_between_publishing_the_rec_and_the_report_is_converted_aga
     monkeypatch.setattr(os, "replace", replace)
     assert os.path.exists(rec) and not os.path.exists(report_path)
     convert(dataset[0], rec, options, progress=False)
-    assert file_bytes(*output_paths(rec)) == reference
+    assert file_bytes(*record_paths(rec)) == reference
 
 
 # ---- 9 temporary names -------------------------------------------------------------------------
@@ -255,7 +256,7 @@ def test_ctrl_c_at_random_moments_returns_within_2_s_and_the_run_resumes(dataset
     started = time.time()
     assert proc.wait() == 0
     whole_run = time.time() - started
-    for path in output_paths(str(rec)):
+    for path in record_paths(str(rec)):
         os.unlink(path)
     interrupted = 0
     for attempt in range(50):
@@ -277,19 +278,19 @@ def test_ctrl_c_at_random_moments_returns_within_2_s_and_the_run_resumes(dataset
         while processes_of_group(proc.pid) and time.time() < gone:
             time.sleep(0.01)
         assert not processes_of_group(proc.pid), f"run {attempt} left processes behind"
-        published = os.path.exists(output_paths(str(rec))[2])
+        published = os.path.exists(record_paths(str(rec))[2])
         if proc.returncode == 130:
             assert err.endswith("bson2rec: interrupted\n") and "Traceback" not in err, err
             interrupted += not published
         else:     # done before the signal, which then may have ended the exiting interpreter (-2)
             assert proc.returncode in (0, -signal.SIGINT) and published, err
         if published:         # whatever the moment, a published output is the whole output: start over
-            assert file_bytes(*output_paths(str(rec))) == reference
-            for path in output_paths(str(rec)):
+            assert file_bytes(*record_paths(str(rec))) == reference
+            for path in record_paths(str(rec)):
                 os.unlink(path)
     assert interrupted >= 25
     subprocess.run(bson2rec(dataset, rec), check=True, capture_output=True)
-    assert file_bytes(*output_paths(str(rec))) == reference
+    assert file_bytes(*record_paths(str(rec))) == reference
 
 
 # ---- 7, 9 a full disk ------------------------------------------------------------------------
@@ -317,7 +318,7 @@ def assert_fails_naming_the_output(result, rec):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and f"bson2rec: error: [Errno " in errors[0] and str(rec) in errors[0], result.stderr
-    assert not any(os.path.exists(p) for p in output_paths(str(rec))), "nothing is published"
+    assert not any(os.path.exists(p) for p in record_paths(str(rec))), "nothing is published"
 
 
 PAGE = 4096
@@ -331,7 +332,7 @@ def test_a_full_disk_names_the_output_publishes_nothing_and_resumes(room, tmp_pa
     data = small_dataset(tmp_path)
     clean = tmp_path / "clean" / "A.rec"
     subprocess.run(bson2rec(data, clean, "--part-mb", "32"), check=True, capture_output=True)
-    rec_pages, idx_pages = (-(-os.path.getsize(p) // PAGE) for p in output_paths(str(clean))[:2])
+    rec_pages, idx_pages = (-(-os.path.getsize(p) // PAGE) for p in record_paths(str(clean))[:2])
     # Besides the .rec, a page each for the lock file, job.json and the one part's .done marker.
     size = PAGE * {"none for the .rec": 8, "the .rec but not the .idx": rec_pages + 3,
                    "the .rec and .idx but not the report": rec_pages + 3 + idx_pages}[room]
@@ -345,12 +346,12 @@ def test_a_full_disk_names_the_output_publishes_nothing_and_resumes(room, tmp_pa
         else:
             assert "No space left on device" in result.stderr and converted
             idx = disk / ".A.parts" / "merged.idx"
-            idx_written = os.path.exists(idx) and os.path.getsize(idx) == os.path.getsize(output_paths(str(clean))[1])
+            idx_written = os.path.exists(idx) and os.path.getsize(idx) == os.path.getsize(record_paths(str(clean))[1])
             assert idx_written == (room == "the .rec and .idx but not the report")
         subprocess.run(["mount", "-o", f"remount,size={PAGE * (2 * rec_pages + 64)}", str(disk)], check=True)
         resumed = subprocess.run(bson2rec(data, rec, "--part-mb", "32"), check=True, capture_output=True, text=True)
         assert ("resuming: 1 of 1 parts done" in resumed.stderr) == converted
-        assert file_bytes(*output_paths(str(rec))) == file_bytes(*output_paths(str(clean)))
+        assert file_bytes(*record_paths(str(rec))) == file_bytes(*record_paths(str(clean)))
 
 
 def test_a_file_size_limit_names_the_output_and_publishes_nothing(tmp_path):

@@ -3,10 +3,10 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-import models
 from models import params_file
 from models.params_file import ParamsFormatError
-from models.weights import structural_names
+from models.mxnet_nets.weights import structural_names
+from models import mxnet_nets
 
 DTYPES = ["float32", "float16", "float64", "uint8", "int32", "int8", "int64"]
 
@@ -54,7 +54,7 @@ def test_unnamed_lists_and_numpy_shape_mode_files(tmp_path):
 
 
 def test_gluon_checkpoint_round_trip_through_numpy(tmp_path):
-    net = models.get_model("dpn_tiny", classes=3)
+    net = mxnet_nets.get_model("dpn_tiny", classes=3)
     source = str(tmp_path / "net.params")
     net.save_parameters(source)
     arrays = params_file.load(source)

@@ -17,10 +17,12 @@ import numpy as np
 import pytest
 
 from helpers import synthetic_pictures, synthetic_products, write_pictures_rec
-from predict.combine import combine_images, product_hits
-from predict.preprocess import decode_rgb, network_input
-from train import data_iter, metrics
-from train.run_folder import Preprocessing
+from data.products import ProductAccuracy, product_hits
+from predict.combine import combine_images
+from data.images import decode_rgb, network_input
+from models.runs import Preprocessing
+from data import record_file
+from train.mxnet_backend import record_iter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_CLASSES = 4
@@ -37,8 +39,8 @@ def synthetic_side(prefix, num_products, seed, first_product_id=0):
 
 def iterator_images(rec, image_shape, mean, scale):
     """Every record of `rec` as training's validation iterator gives it (no padding)."""
-    record = data_iter.open_record_file(rec)
-    batches = data_iter.image_iter(record, 8, image_shape, mean, scale, threads=1)
+    record = record_file.open_record_file(rec)
+    batches = record_iter.image_iter(record, 8, image_shape, mean, scale, threads=1)
     return np.concatenate([b.data[0].asnumpy()[:8 - b.pad] for b in batches])
 
 
@@ -65,7 +67,7 @@ def test_streamed_product_accuracy_is_the_mean_combiner():
     product_ids = np.repeat(np.arange(40), rng.randint(1, 5, 40))
     labels = rng.randint(0, 5, 40)[product_ids]
     probs = rng.dirichlet(np.ones(5) * 0.3, len(product_ids)).astype(np.float32)
-    streamed = metrics.ProductAccuracy()
+    streamed = ProductAccuracy()
     for start in range(0, len(product_ids), 3):
         streamed.update(probs[start:start + 3], product_ids[start:start + 3], labels[start:start + 3])
     hits = [product_hits(combine_images(probs[product_ids == p], "mean"), labels[product_ids == p][0])

@@ -16,9 +16,10 @@ from data.bson_index import BsonIndex
 from data.categories import CategoryMap
 from data.errors import DataInputError
 from helpers import jpeg_bytes, write_bson
+from models import runs
 from pipeline_kills import assert_a_kill_ends_the_run_naming_it, kill_when_running
 from predict.decode import Views
-from predict.inference import CheckpointModel
+from predict.checkpoints import CheckpointModel
 from predict.outputs import Predictions
 from predict.pipeline import PipelineConfig, PipelineError
 from predict.run import predict_input
@@ -170,10 +171,21 @@ def test_predict_cli_runs_as_a_script_and_as_a_module(world, tmp_path):
 
 
 def test_a_model_that_cannot_load_stops_the_run_naming_its_worker(world, tmp_path):
+    damaged = tmp_path / "runs" / "damaged"
+    shutil.copytree(world.runs[0], damaged)
+    params = runs.read_meta(str(damaged))["params"]
+    with open(params, "r+b") as f:               # the weights, read by the model worker, are truncated
+        f.truncate(os.path.getsize(params) // 2)
+    with pytest.raises(PipelineError, match=r"model worker 0 \(pid \d+\) failed: .*damaged.*epoch-0001.params"):
+        predict_input(world.val_bson, [CheckpointModel(str(damaged))], str(tmp_path / "out"), config(decoders=1),
+                      categories=CategoryMap.from_csv(world.categories))
+    assert not multiprocessing.active_children()
+
+
+def test_a_run_folder_without_a_checkpoint_is_refused_before_any_process_starts(world, tmp_path):
     empty_run = tmp_path / "runs" / "empty"
     empty_run.mkdir(parents=True)
-    with pytest.raises(PipelineError, match=r"model worker 0 \(pid \d+\) failed: CheckpointError: run folder "
-                                            r".*empty holds no complete checkpoint"):
+    with pytest.raises(runs.CheckpointError, match=r"run folder .*empty holds no complete checkpoint"):
         predict_input(world.val_bson, [CheckpointModel(str(empty_run))], str(tmp_path / "out"), config(decoders=1),
                       categories=CategoryMap.from_csv(world.categories))
     assert not multiprocessing.active_children()

@@ -9,10 +9,11 @@ import pytest
 from data.categories import CategoryMap
 from data.md5_dict import build_dictionary, image_md5, product_hash
 from helpers import jpeg_bytes, write_bson
+from models.backends import get_backend
 from predict import messages
 from predict.combine import COMBINERS, combine_images, combine_models, parse_combiners
 from predict.decode import DecodedProduct, Md5Counts, Views, check_products, decode_product
-from predict.inference import Batcher
+from predict.runner import Batcher
 from predict.md5_modes import apply_md5_mode, apply_product_hash, image_vector, parse_md5_modes
 from predict.outputs import Predictions, PredictionWriter, RowArrayWriter, npy_header, top_classes
 from predict.pipeline import PipelineConfig, check_decode_on
@@ -232,8 +233,9 @@ def test_wire_format_round_trips_without_pickle():
     assert again.md5s == decoded.md5s and again.product_hash == decoded.product_hash and again.good == [True, False]
     assert again.counts[0][1].tolist() == [3, 4] and again.counts[1] is None
     probs = np.random.RandomState(0).rand(2, 1, 5).astype(np.float32)
-    meta, got = messages.result_from_frames(messages.result_frames(decoded, probs))
+    meta, got, group = messages.result_from_frames(messages.result_frames(decoded, probs, 1))
     np.testing.assert_array_equal(got, probs)
+    assert group == 1
     assert meta.pixels is None and meta.problems == ["image 1 bad"]
     bad = messages.result_frames(decoded, probs)
     with pytest.raises(messages.MessageError, match="shape"):
@@ -308,10 +310,7 @@ def test_wire_format_of_jpegs_for_the_device():
 def test_decode_on_device_needs_pytorch_model_workers():
     class Handle:
         def __init__(self, framework):
-            self.name, self._framework = f"a {framework} model", framework
-
-        def framework(self):
-            return self._framework
+            self.name, self.backend = f"a {framework} model", get_backend(framework)
 
     device = PipelineConfig(decode_on="device")
     with pytest.raises(ValueError, match="--decode-on device needs PyTorch model workers.*--backend torch"):

@@ -46,19 +46,19 @@ def test_decoding_on_the_device_is_a_pytorch_option_and_older_runs_decoded_in_wo
 
 def test_pytorch_on_several_gpus_starts_one_process_per_gpu_sharing_the_batch(monkeypatch):
     from data.cli import UserError
-    from train.train import local_torchrun
+    from train.train import relaunch_command
     monkeypatch.delenv("LOCAL_RANK", raising=False)
     argv = COMMON + ["--backend", "torch", "--devices", "gpu:0,gpu:1,gpu:2,gpu:3", "--batch-size", "512"]
-    command = local_torchrun(parse_config(argv), argv)
+    command = relaunch_command(parse_config(argv), argv)
     at = command.index("--nproc-per-node")
     assert command[1:3] == ["-m", "torch.distributed.run"] and command[at + 1] == "4"
     assert command[at + 2].endswith("train.py")
     each = parse_config(command[at + 3:])         # what every process parses: the last --batch-size wins
     assert each.optimizer.batch_size == 128 and each.devices.gpus == "0,1,2,3"
-    assert local_torchrun(parse_config(COMMON + ["--devices", "gpu:0,gpu:1"]), argv) is None            # MXNet
-    assert local_torchrun(parse_config(COMMON + ["--backend", "torch", "--devices", "gpu:0"]), argv) is None
+    assert relaunch_command(parse_config(COMMON + ["--devices", "gpu:0,gpu:1"]), argv) is None            # MXNet
+    assert relaunch_command(parse_config(COMMON + ["--backend", "torch", "--devices", "gpu:0"]), argv) is None
     monkeypatch.setenv("LOCAL_RANK", "0")                                                              # torchrun's
-    assert local_torchrun(parse_config(argv), argv) is None
+    assert relaunch_command(parse_config(argv), argv) is None
     monkeypatch.delenv("LOCAL_RANK")
     with pytest.raises(UserError, match="--batch-size 510 does not split evenly over 4 GPUs"):
-        local_torchrun(parse_config(argv + ["--batch-size", "510"]), argv)
+        relaunch_command(parse_config(argv + ["--batch-size", "510"]), argv)

@@ -9,8 +9,8 @@ import time
 import psutil
 
 from helpers import write_synthetic_dataset
-from predict.logs import read_training_log
-from train import data_iter
+from models.training_log import read_training_log
+from data import record_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_CLASSES = 6
@@ -34,7 +34,7 @@ def listening_addresses(proc):
 def test_dist_sync_two_workers_train_and_converge(tmp_path):
     data = write_synthetic_dataset(str(tmp_path / "rec"), NUM_CLASSES, train_products=300, val_products=80, seed=31)
     run_dir = str(tmp_path / "run")
-    command = [sys.executable, "-m", "train.launch", "-n", "2", "-s", "1", "--",
+    command = [sys.executable, "-m", "train.mxnet_backend.launch", "-n", "2", "-s", "1", "--",
                sys.executable, os.path.join(ROOT, "train", "train.py"), "--kv-store", "dist_sync",
                "--network", "resnext_tiny", "--data-train", data["train"], "--data-val", data["val"],
                "--num-classes", str(NUM_CLASSES), "--image-shape", "3,32,32", "--batch-size", "16",
@@ -57,7 +57,7 @@ def test_dist_sync_two_workers_train_and_converge(tmp_path):
     assert seen and seen <= {"127.0.0.1"}, seen          # scheduler and servers bind loopback only
 
     # Two workers, each on its own half of the data.
-    batches = data_iter.open_record_file(data["train"]).num_records // 2 // 16
+    batches = record_file.open_record_file(data["train"]).num_records // 2 // 16
     assert "worker 0 of 2" in output and "worker 1 of 2" in output
     assert output.count("%d batches of 16 per epoch and worker, 2 worker(s)" % batches) == 2
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
@@ -75,7 +75,7 @@ def test_dist_sync_two_workers_train_and_converge(tmp_path):
 
 def test_stopping_the_launcher_stops_the_job():
     sleeper = [sys.executable, "-c", "import time; time.sleep(120)"]
-    proc = subprocess.Popen([sys.executable, "-m", "train.launch", "-n", "2", "-s", "1", "--", *sleeper], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "train.mxnet_backend.launch", "-n", "2", "-s", "1", "--", *sleeper], cwd=ROOT,
                             start_new_session=True)
     try:
         deadline = time.time() + 60

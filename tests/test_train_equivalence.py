@@ -12,10 +12,13 @@ import pytest
 from mxnet.gluon import nn
 
 from helpers import write_synthetic_dataset
-from models.weights import structural_names
-from train import backend_mxnet, data_iter, fit, logs
+from models.mxnet_nets.weights import structural_names
+from train import fit, logs
+from train.mxnet_backend import backend as backend_mxnet
 from train.args import parse_args
 from train.config import TrainConfig
+from data import record_file
+from train.mxnet_backend import record_iter
 
 NUM_CLASSES = 5
 
@@ -41,8 +44,8 @@ def batches(tmp_path_factory):
     """Eight batches of 16 images (normalised to ~[-1, 1]) from a shuffled real iterator."""
     paths = write_synthetic_dataset(str(tmp_path_factory.mktemp("rec")), NUM_CLASSES, train_products=70,
                                     val_products=5, seed=11)
-    record = data_iter.open_record_file(paths["train"])
-    it = data_iter.image_iter(record, 16, (3, 32, 32), (128, 128, 128), 1 / 128, shuffle=True, seed=5)
+    record = record_file.open_record_file(paths["train"])
+    it = record_iter.image_iter(record, 16, (3, 32, 32), (128, 128, 128), 1 / 128, shuffle=True, seed=5)
     return [(b.data[0].copy(), b.label[0].copy()) for _, b in zip(range(8), it)]
 
 
@@ -60,7 +63,7 @@ def make_step(contexts, kvstore="device", grad_accum=1, seed=0, **arg_overrides)
     mx.random.seed(seed)
     net = SmallNet()
     net.initialize(mx.init.Xavier(), ctx=contexts)
-    net(mx.nd.zeros((1, 3, 32, 32), ctx=contexts[0]))   # resolve deferred shapes, as models.get_model does
+    net(mx.nd.zeros((1, 3, 32, 32), ctx=contexts[0]))   # resolve deferred shapes, as models.mxnet_nets.get_model does
     step = backend_mxnet.build_training(net, args, contexts, kvstore, fit.StartPoint(),
                                         logs.setup_logging(console=False))
     step.set_frozen(False)

@@ -15,12 +15,15 @@ import time
 import numpy as np
 import pytest
 
+from data import record_file
 from data.errors import DataInputError
-from data.recordio import RecordFileError, read_idx
+from data.recordio import RecordFileError, read_idx, record_paths
 from helpers import (make_products, synthetic_pictures, synthetic_products, write_bson, write_pictures_rec,
                      write_synthetic_dataset)
 from recfixtures import write_checkpoints
-from train import checkpoint, data_iter, fit, logs
+from models import runs
+from train import fit, logs
+from train.mxnet_backend import checkpoint
 from train.args import parse_args
 from train.config import TrainConfig
 
@@ -44,7 +47,7 @@ def converted(folder, products=40):
 
 def cut_index(rec, lines):
     """Keep the first `lines` lines of the `.idx` of `rec` (a truncated index)."""
-    idx = data_iter.index_path(rec)
+    idx = record_paths(rec)[1]
     with open(idx) as f:
         kept = f.readlines()[:lines]
     with open(idx, "w") as f:
@@ -54,8 +57,8 @@ def cut_index(rec, lines):
 def copy_rec(rec, folder, name="A_train"):
     """A copy of `rec`, its `.idx` and its report (if any) in `folder` under `name`."""
     os.makedirs(folder, exist_ok=True)
-    for source, suffix in ((rec, ".rec"), (data_iter.index_path(rec), ".idx"),
-                           (data_iter.report_path(rec), ".report.json")):
+    for source, suffix in ((rec, ".rec"), (record_paths(rec)[1], ".idx"),
+                           (record_paths(rec)[2], ".report.json")):
         if os.path.exists(source):
             shutil.copy(source, os.path.join(folder, name + suffix))
     return os.path.join(folder, name + ".rec")
@@ -76,12 +79,12 @@ def converted_rec(tmp_path_factory):
 
 def test_an_index_that_skips_records_is_found_by_the_full_pass(dataset, tmp_path):
     rec = copy_rec(dataset["train"], str(tmp_path))
-    offsets = read_idx(data_iter.index_path(rec))
-    with open(data_iter.index_path(rec), "w") as f:                 # record 5 left out
+    offsets = read_idx(record_paths(rec)[1])
+    with open(record_paths(rec)[1], "w") as f:                 # record 5 left out
         f.writelines("%d\t%d\n" % (key, offset) for key, offset in enumerate(np.delete(offsets, 5)))
     with pytest.raises(RecordFileError, match=r"offset %d: record 4 ends at offset %d but the index puts record 5 "
                                               r"at %d" % (offsets[4], offsets[5], offsets[6])):
-        data_iter.read_record_headers(data_iter.open_record_file(rec))
+        record_file.read_record_headers(record_file.open_record_file(rec))
 
 
 # --- 1.3: the .idx covers the whole .rec --------------------------------------------------------
@@ -89,35 +92,35 @@ def test_an_index_that_skips_records_is_found_by_the_full_pass(dataset, tmp_path
 def test_a_truncated_index_is_refused_naming_both_files(dataset, tmp_path):
     """Before: training took the 300 records the .idx listed and silently left the rest out."""
     rec = copy_rec(dataset["train"], str(tmp_path))
-    total = data_iter.open_record_file(rec).num_records
+    total = record_file.open_record_file(rec).num_records
     cut_index(rec, total // 2)
-    with pytest.raises(data_iter.DataFileError, match=r"training index .*A_train.idx does not cover .*A_train.rec: "
+    with pytest.raises(record_file.DataFileError, match=r"training index .*A_train.idx does not cover .*A_train.rec: "
                                                       r"the index lists %d records, which end at offset \d+, but "
                                                       r"the file holds %d bytes" % (total // 2, os.path.getsize(rec))):
-        data_iter.open_record_file(rec, "training")
+        record_file.open_record_file(rec, "training")
 
 
 def test_a_truncated_rec_is_refused(dataset, tmp_path):
     rec = copy_rec(dataset["train"], str(tmp_path))
-    offsets = read_idx(data_iter.index_path(rec))
+    offsets = read_idx(record_paths(rec)[1])
     with open(rec, "r+b") as f:
         f.truncate(int(offsets[-1]) + 40)            # inside the last record
     with pytest.raises(RecordFileError, match=r"A_train.rec: offset %d: record %d of .*A_train.idx: the record "
                                               r"runs past the end of the file \(.*\): the .rec is truncated"
                                               % (offsets[-1], len(offsets) - 1)):
-        data_iter.open_record_file(rec)
+        record_file.open_record_file(rec)
 
 
 def test_the_index_must_agree_with_the_conversion_report(converted_rec, tmp_path):
     rec = copy_rec(converted_rec, str(tmp_path))
-    record = data_iter.open_record_file(rec)
+    record = record_file.open_record_file(rec)
     assert record.report["records"] == record.num_records
     cut_index(rec, record.num_records - 3)
-    with pytest.raises(data_iter.DataFileError, match=r"A_train.idx lists %d records in %d bytes of .*A_train.rec, "
+    with pytest.raises(record_file.DataFileError, match=r"A_train.idx lists %d records in %d bytes of .*A_train.rec, "
                                                       r"but .*A_train.report.json says the conversion wrote %d "
                                                       % (record.num_records - 3, os.path.getsize(rec),
                                                          record.num_records)):
-        data_iter.open_record_file(rec)
+        record_file.open_record_file(rec)
 
 
 # --- 5: every label fits --num-classes ------------------------------------------------------------
@@ -130,23 +133,23 @@ def test_every_label_is_checked_not_a_sample(tmp_path):
     pids, numbers = np.arange(n) + 100, np.zeros(n, np.int64)
     picture = synthetic_pictures([0], 0, 5, size=8)[0]
     rec = write_pictures_rec(str(tmp_path / "big"), labels, pids, numbers, [picture] * n)
-    record = data_iter.open_record_file(rec)
-    data_iter.check_labels(record, 8)
+    record = record_file.open_record_file(rec)
+    record_file.check_labels(record, 8)
     with pytest.raises(DataInputError, match=r"big.rec: offset %d, product 13431: record 13331 \(image 0\) has label "
                                              r"7, not a class id of the network's --num-classes 5 outputs \(0..4\); "
                                              r"1 of the 20000 records" % record.offsets[13331]):
-        data_iter.check_labels(record, 5)
+        record_file.check_labels(record, 5)
 
 
 def test_labels_from_the_conversion_report_name_the_first_offending_record(converted_rec):
-    record = data_iter.open_record_file(converted_rec)
-    headers = data_iter.read_record_headers(record)
+    record = record_file.open_record_file(converted_rec)
+    headers = record_file.read_record_headers(record)
     assert sum(record.report["class_histogram"]) == record.num_records
-    data_iter.check_labels(record, 5)
+    record_file.check_labels(record, 5)
     first = int(np.flatnonzero(headers.labels >= 3)[0])
     with pytest.raises(DataInputError, match=r"offset %d, product %d: record %d " % (
             record.offsets[first], headers.product_ids[first], first)):
-        data_iter.check_labels(record, 3)
+        record_file.check_labels(record, 3)
 
 
 # --- 2.3: a picture that will not decode ------------------------------------------------------------
@@ -156,7 +159,7 @@ def test_undecodable_pictures_are_found_with_their_records(tmp_path):
     pictures = synthetic_pictures(labels, 3, 4)
     pictures[4], pictures[9] = b"", pictures[9][:len(pictures[9]) // 2]
     rec = write_pictures_rec(str(tmp_path / "x"), labels, pids, numbers, pictures)
-    found = data_iter.undecodable_pictures(data_iter.open_record_file(rec))
+    found = record_file.undecodable_pictures(record_file.open_record_file(rec))
     assert [i for i, _ in found] == [4, 9]
     assert "(0 bytes)" in found[0][1] and "truncated" in found[1][1]
 
@@ -189,13 +192,13 @@ def logged(path):
 @pytest.mark.parametrize("suffix", [".params", ".states"])
 def test_resume_skips_a_truncated_latest_epoch_naming_it(tmp_path, suffix):
     run_dir = saved_run(str(tmp_path / "run"), 3)
-    truncate(checkpoint.epoch_prefix(run_dir, 3) + suffix)
+    truncate(runs.epoch_prefix(run_dir, 3) + suffix)
     logger = logs.setup_logging(str(tmp_path / "train.log"), console=False)
     start = fit.start_point(run_config(run_dir, "--resume"), logger, checkpoint.check_loadable)
-    assert start.epoch == 2 and start.params == checkpoint.epoch_prefix(run_dir, 2) + ".params"
+    assert start.epoch == 2 and start.params == runs.epoch_prefix(run_dir, 2) + ".params"
     assert "epoch-0003%s cannot be loaded" % suffix in logged(tmp_path / "train.log")
     assert "resuming from the epoch before" in logged(tmp_path / "train.log")
-    with pytest.raises(checkpoint.DamagedCheckpointError, match=r"epoch-0003\%s cannot be loaded \(.*\): the "
+    with pytest.raises(runs.DamagedCheckpointError, match=r"epoch-0003\%s cannot be loaded \(.*\): the "
                                                                 r"checkpoint is truncated or damaged" % suffix):
         fit.start_point(run_config(run_dir, "--load-epoch", "3"), logger, checkpoint.check_loadable)
 
@@ -251,7 +254,7 @@ def test_one_run_per_folder_and_the_next_one_cleans_up(dataset, tmp_path):
         first.wait()
     # A run killed while saving a checkpoint left its temporary file; the next run takes the
     # dead run's lock over and removes it.
-    states = checkpoint.epoch_prefix(run_dir, 7) + ".states"
+    states = runs.epoch_prefix(run_dir, 7) + ".states"
     assert subprocess.run([sys.executable, "-c", KILLED_WHILE_SAVING, states], cwd=ROOT).returncode == -signal.SIGKILL
     leftovers = [name for name in os.listdir(run_dir) if name.endswith(".tmp")]
     assert any(name.startswith(".epoch-0007.states.") for name in leftovers), leftovers
@@ -267,7 +270,7 @@ def test_resume_past_a_truncated_checkpoint_at_the_command_line(dataset, tmp_pat
     run_dir = str(tmp_path / "run")
     done = subprocess.run(train_command(dataset, run_dir, "--num-epochs", "2"), env=ENV, capture_output=True)
     assert done.returncode == 0, done.stderr[-2000:]
-    truncate(checkpoint.epoch_prefix(run_dir, 2) + ".params")
+    truncate(runs.epoch_prefix(run_dir, 2) + ".params")
     again = subprocess.run(train_command(dataset, run_dir, "--num-epochs", "3", "--resume"), env=ENV,
                            capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
@@ -275,4 +278,4 @@ def test_resume_past_a_truncated_checkpoint_at_the_command_line(dataset, tmp_pat
     assert "epoch-0002.params cannot be loaded" in log and "resuming from the epoch before" in log
     assert "resuming after epoch 1 with the optimizer state of" in log
     checkpoint.check_loadable(run_dir, 2)           # epoch 2 trained again, whole
-    assert checkpoint.latest_epoch(run_dir) == 3
+    assert runs.latest_epoch(run_dir) == 3

@@ -10,12 +10,17 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+from data import record_file
 from helpers import write_synthetic_dataset
-from models.weights import structural_names
-from predict.logs import read_training_log
-from train import backend_mxnet, checkpoint, data_iter, fit, logs
-from train.evaluate import evaluate
+from models import runs
+from models.mxnet_nets.runs import load_for_inference
+from models.mxnet_nets.weights import structural_names
+from models.training_log import read_training_log
+from train import fit, logs
 from train.args import parse_config
+from train.mxnet_backend import backend as backend_mxnet
+from train.mxnet_backend import checkpoint, record_iter
+from train.mxnet_backend.evaluate import evaluate
 from train.train import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -78,26 +83,27 @@ def test_tiny_network_learns_and_a_killed_run_resumes_exactly(dataset, tmp_path)
         assert f.read().count('Saved checkpoint to "') == 4
     with open(os.path.join(full_dir, "curves.png"), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-    meta = checkpoint.load_meta(full_dir, 4)
+    meta = runs.load_meta(full_dir, 4)
     assert {"model", "classes", "epoch", "args", "metrics", "mean", "scale", "dropout"} <= set(meta)
     assert (meta["model"], meta["classes"], meta["epoch"]) == ("dpn_tiny", NUM_CLASSES, 4)
 
     # load_for_inference gives back the network that scored the logged validation accuracy.
-    net, loaded = checkpoint.load_for_inference(full_dir)
+    loaded = runs.read_meta(full_dir)
+    net = load_for_inference(loaded)
     assert loaded["epoch"] == 4
-    val = data_iter.open_record_file(dataset["val"])
-    again = evaluate(net, data_iter.image_iter(val, 32, loaded["image_shape"], loaded["mean"], loaded["scale"]),
-                         [mx.cpu()], data_iter.read_record_headers(val))
+    val = record_file.open_record_file(dataset["val"])
+    again = evaluate(net, record_iter.image_iter(val, 32, loaded["image_shape"], loaded["mean"], loaded["scale"]),
+                         [mx.cpu()], record_file.read_record_headers(val))
     assert again["accuracy"] == pytest.approx(records[-1]["val"]["accuracy"], abs=1e-9)
 
     # Kill a second run (SIGKILL) once epoch 1 is saved, resume it, compare with the first.
     proc = subprocess.Popen(train_command(dataset, killed_dir, "--num-epochs", "4"), env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    while checkpoint.latest_epoch(killed_dir) is None and proc.poll() is None:
+    while runs.latest_epoch(killed_dir) is None and proc.poll() is None:
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
-    assert checkpoint.latest_epoch(killed_dir) < 4
+    assert runs.latest_epoch(killed_dir) < 4
     subprocess.run(train_command(dataset, killed_dir, "--num-epochs", "4", "--resume"), env=ENV, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     full = mx.nd.load(os.path.join(full_dir, "epoch-0004.params"))
@@ -192,6 +198,7 @@ def test_a_run_from_a_model_zoo_file_of_other_widths_resumes_and_predicts(datase
     argv = cli_args(dataset, run_dir, "resnext_tiny_mxnet", "--pretrained", prefix + "-0000.params")
     assert main(argv + ["--num-epochs", "1"]) == 0
     assert main(argv + ["--num-epochs", "2", "--resume"]) == 0
-    net, meta = checkpoint.load_for_inference(run_dir)
+    meta = runs.read_meta(run_dir)
+    net = load_for_inference(meta)
     assert meta["epoch"] == 2 and meta["config_overrides"] == {"bottleneck_width": 32}
     assert net.config_overrides == {"bottleneck_width": 32}

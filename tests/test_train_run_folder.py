@@ -9,9 +9,10 @@ import sys
 
 import pytest
 
-from train import fit, run_folder
+from train import fit
 from train.args import parse_args, parse_config
 from train.config import TrainConfig, changed_options
+from models import runs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -43,9 +44,9 @@ def format_1_run(run_dir, epochs=(1, 2)):
     os.makedirs(run_dir)
     for epoch in epochs:
         for suffix in (".params", ".states"):
-            with open(run_folder.epoch_prefix(run_dir, epoch) + suffix, "wb") as f:
+            with open(runs.epoch_prefix(run_dir, epoch) + suffix, "wb") as f:
                 f.write(b"weights")
-        with open(run_folder.epoch_prefix(run_dir, epoch) + ".json", "w") as f:
+        with open(runs.epoch_prefix(run_dir, epoch) + ".json", "w") as f:
             json.dump(dict(FORMAT_1_META, epoch=epoch, args=dict(FORMAT_1_ARGS, model_dir=run_dir)), f)
     return run_dir
 
@@ -58,12 +59,12 @@ def quiet_logger():
 
 def test_a_format_1_run_loads_for_prediction(tmp_path):
     run_dir = format_1_run(str(tmp_path / "run"))
-    meta = run_folder.read_meta(run_dir)
+    meta = runs.read_meta(run_dir)
     assert (meta["format"], meta["framework"], meta["epoch"], meta["model"], meta["classes"]) == \
            (1, "mxnet", 2, "dpn_tiny", 3)
-    assert meta["params"] == run_folder.epoch_prefix(run_dir, 2) + ".params"
-    assert run_folder.preprocessing(meta) == run_folder.Preprocessing((3, 32, 32), "RGB", (0.0, 0.0, 0.0), 1.0, "raw")
-    assert run_folder.read_meta(run_folder.epoch_prefix(run_dir, 1) + ".params")["epoch"] == 1
+    assert meta["params"] == runs.epoch_prefix(run_dir, 2) + ".params"
+    assert runs.preprocessing(meta) == runs.Preprocessing((3, 32, 32), "RGB", (0.0, 0.0, 0.0), 1.0, "raw")
+    assert runs.read_meta(runs.epoch_prefix(run_dir, 1) + ".params")["epoch"] == 1
 
 
 def test_a_format_1_run_resumes(tmp_path):
@@ -71,8 +72,8 @@ def test_a_format_1_run_resumes(tmp_path):
     checked = []
     config = parse_config(CLI + ["--model-dir", run_dir, "--resume"])
     start = fit.start_point(config, quiet_logger(), lambda *place, states: checked.append((*place, states)))
-    assert (start.epoch, start.params, start.states) == (2, run_folder.epoch_prefix(run_dir, 2) + ".params",
-                                                          run_folder.epoch_prefix(run_dir, 2) + ".states")
+    assert (start.epoch, start.params, start.states) == (2, runs.epoch_prefix(run_dir, 2) + ".params",
+                                                          runs.epoch_prefix(run_dir, 2) + ".states")
     assert checked == [(run_dir, 2, True)]
     assert changed_options(FORMAT_1_ARGS, config) == []
     changed = parse_config(CLI + ["--model-dir", run_dir, "--lr", "0.01", "--lr-step-epochs", "4,6"])
@@ -83,18 +84,18 @@ def test_format_2_metadata_round_trip(tmp_path):
     run_dir = str(tmp_path / "run")
     os.makedirs(run_dir)
     config = parse_config(CLI + ["--model-dir", run_dir])
-    preprocess = run_folder.Preprocessing((3, 32, 32), "RGB", (124.0, 117.0, 104.0), 0.0167, "imagenet")
-    meta = run_folder.epoch_meta("mxnet", "dpn_tiny", 3, preprocess, config, HISTORY, 0.0, "float32", 1)
-    with open(run_folder.params_path(run_dir, 2), "wb") as f:
+    preprocess = runs.Preprocessing((3, 32, 32), "RGB", (124.0, 117.0, 104.0), 0.0167, "imagenet")
+    meta = runs.epoch_meta("mxnet", "dpn_tiny", 3, preprocess, config, HISTORY, 0.0, "float32", 1)
+    with open(runs.params_path(run_dir, 2), "wb") as f:
         f.write(b"weights")
-    run_folder.write_epoch_meta(run_dir, 2, meta)
-    read = run_folder.read_meta(run_dir)
-    assert (read["format"], read["framework"], read["epoch"]) == (run_folder.FORMAT_VERSION, "mxnet", 2)
-    assert run_folder.preprocessing(read) == preprocess
+    runs.write_epoch_meta(run_dir, 2, meta)
+    read = runs.read_meta(run_dir)
+    assert (read["format"], read["framework"], read["epoch"]) == (runs.FORMAT_VERSION, "mxnet", 2)
+    assert runs.preprocessing(read) == preprocess
     assert read["args"] == config.flat() and read["history"] == HISTORY
     # what format 1 held, format 2 holds under the same names (predict and the reports read them)
     assert set(FORMAT_1_META) <= set(read)
-    assert run_folder.write_metrics_history(run_dir, 2) == [HISTORY]
+    assert runs.write_metrics_history(run_dir, 2) == [HISTORY]
 
 
 def test_the_configuration_holds_every_option_once():
@@ -107,7 +108,7 @@ def test_the_configuration_holds_every_option_once():
 
 def test_the_contract_and_the_command_line_load_no_framework():
     code = ("import sys; sys.modules['mxnet'] = None; sys.modules['torch'] = None\n"
-            "import train.run_folder, train.config, train.backend, train.schedule, train.args, train.data_iter\n"
+            "import models.runs, train.config, train.backend, train.schedule, train.args, train.inputs, data.record_file\n"
             "train.args.parse_config(%r)" % CLI)
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 
@@ -115,5 +116,5 @@ def test_the_contract_and_the_command_line_load_no_framework():
 @pytest.mark.parametrize("path, message", [("nowhere", "neither a run folder"), ("epoch-0003.params", "not complete")])
 def test_read_meta_names_what_is_missing(tmp_path, path, message):
     format_1_run(str(tmp_path / "run"))
-    with pytest.raises(run_folder.CheckpointError, match=message):
-        run_folder.read_meta(str(tmp_path / "run" / path))
+    with pytest.raises(runs.CheckpointError, match=message):
+        runs.read_meta(str(tmp_path / "run" / path))

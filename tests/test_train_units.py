@@ -10,9 +10,18 @@ import pytest
 from data.errors import DataInputError
 from data.recordio import RecordFileError
 from helpers import write_rec, write_synthetic_dataset
-from predict.logs import read_training_log
-from train import checkpoint, data_iter, devices, launch, logs, metrics, metrics_mxnet, optim
-from train.step import LabelSmoothingCrossEntropy
+from data.products import ProductAccuracy
+from models import training_log
+from models.training_log import read_training_log
+from train.schedule import learning_rate_at
+from train import logs
+from train.mxnet_backend import checkpoint, devices, launch, optim
+from train.mxnet_backend import metrics as metrics_mxnet
+from train.mxnet_backend.step import LabelSmoothingCrossEntropy
+from train import inputs
+from data import record_file
+from train.mxnet_backend import record_iter
+from models import runs
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
@@ -24,25 +33,25 @@ def dataset(tmp_path_factory):
 
 def test_learning_rate_steps_and_warmup():
     steps = dict(base_lr=1e-4, step_epochs=[10, 13, 15], factor=0.2)
-    assert optim.learning_rate_at(0.0, **steps) == pytest.approx(1e-4)
-    assert optim.learning_rate_at(9.99, **steps) == pytest.approx(1e-4)
-    assert optim.learning_rate_at(10.0, **steps) == pytest.approx(2e-5)
-    assert optim.learning_rate_at(14.5, **steps) == pytest.approx(1e-4 * 0.2 ** 2)
-    assert optim.learning_rate_at(20, **steps) == pytest.approx(1e-4 * 0.2 ** 3)
+    assert learning_rate_at(0.0, **steps) == pytest.approx(1e-4)
+    assert learning_rate_at(9.99, **steps) == pytest.approx(1e-4)
+    assert learning_rate_at(10.0, **steps) == pytest.approx(2e-5)
+    assert learning_rate_at(14.5, **steps) == pytest.approx(1e-4 * 0.2 ** 2)
+    assert learning_rate_at(20, **steps) == pytest.approx(1e-4 * 0.2 ** 3)
     warm = dict(steps, warmup_epochs=2.0, warmup_begin_lr=0.0)
-    assert optim.learning_rate_at(0.0, **warm) == 0.0
-    assert optim.learning_rate_at(1.0, **warm) == pytest.approx(5e-5)
-    assert optim.learning_rate_at(2.0, **warm) == pytest.approx(1e-4)
+    assert learning_rate_at(0.0, **warm) == 0.0
+    assert learning_rate_at(1.0, **warm) == pytest.approx(5e-5)
+    assert learning_rate_at(2.0, **warm) == pytest.approx(1e-4)
 
 
 def test_batches_per_epoch():
-    assert data_iter.batches_per_epoch(1000, 64) == 15
-    assert data_iter.batches_per_epoch(1000, 64, epoch_size=500) == 7
-    assert data_iter.batches_per_epoch(1001, 64, num_parts=2) == 7            # 500 per worker
-    assert data_iter.batches_per_epoch(1000, 64, num_parts=2, epoch_size=600) == 4
-    assert data_iter.batches_per_epoch(1000, 64, grad_accum=4) == 12          # whole steps of 4 batches
-    with pytest.raises(data_iter.DataFileError, match="smaller than one optimizer step"):
-        data_iter.batches_per_epoch(100, 64, grad_accum=2)
+    assert inputs.batches_per_epoch(1000, 64) == 15
+    assert inputs.batches_per_epoch(1000, 64, epoch_size=500) == 7
+    assert inputs.batches_per_epoch(1001, 64, num_parts=2) == 7            # 500 per worker
+    assert inputs.batches_per_epoch(1000, 64, num_parts=2, epoch_size=600) == 4
+    assert inputs.batches_per_epoch(1000, 64, grad_accum=4) == 12          # whole steps of 4 batches
+    with pytest.raises(record_file.DataFileError, match="smaller than one optimizer step"):
+        inputs.batches_per_epoch(100, 64, grad_accum=2)
 
 
 # --- metrics ---------------------------------------------------------------------------
@@ -54,7 +63,7 @@ def test_product_accuracy_streams_products_split_across_batches():
     probs = rng.dirichlet(np.ones(7), len(product_ids))
     expected = np.mean([probs[product_ids == p].mean(axis=0).argmax() == labels[product_ids == p][0]
                         for p in np.unique(product_ids)])
-    streamed = metrics.ProductAccuracy()
+    streamed = ProductAccuracy()
     for start in range(0, len(product_ids), 5):  # batches of 5 cut products apart
         streamed.update(probs[start:start + 5], product_ids[start:start + 5], labels[start:start + 5])
     assert streamed.result() == pytest.approx(expected)
@@ -62,7 +71,7 @@ def test_product_accuracy_streams_products_split_across_batches():
 
 
 def test_product_accuracy_rejects_shuffled_records():
-    accuracy = metrics.ProductAccuracy()
+    accuracy = ProductAccuracy()
     accuracy.update(np.eye(3), np.array([1, 2, 3]), np.array([0, 1, 2]))
     with pytest.raises(ValueError, match="not consecutive"):
         accuracy.update(np.eye(3)[:2], np.array([4, 1]), np.array([0, 0]))
@@ -102,13 +111,13 @@ def test_label_smoothing_loss(smoothing):
 # --- logs ------------------------------------------------------------------------------
 
 def test_log_lines_are_read_by_the_ensembles_log_reader(tmp_path):
-    lines = [*logs.argument_lines({"network": "dpn92", "load_epoch": 2}),
-             logs.speed_line(3, 100, 535.123, {"accuracy": 0.7, "cross-entropy": 1.5}),
-             logs.speed_line(3, 200, 500.0, {"accuracy": 0.72}),
-             *logs.epoch_lines(3, "Train", {"accuracy": 0.71, "top_k_accuracy_5": 0.9}),
-             logs.time_cost_line(3, 123.4),
-             *logs.epoch_lines(3, "Validation", {"accuracy": 0.73, "product_accuracy": 0.75}),
-             logs.checkpoint_line("runs/x/epoch-0004.params")]
+    lines = [*training_log.argument_lines({"network": "dpn92", "load_epoch": 2}),
+             training_log.speed_line(3, 100, 535.123, {"accuracy": 0.7, "cross-entropy": 1.5}),
+             training_log.speed_line(3, 200, 500.0, {"accuracy": 0.72}),
+             *training_log.epoch_lines(3, "Train", {"accuracy": 0.71, "top_k_accuracy_5": 0.9}),
+             training_log.time_cost_line(3, 123.4),
+             *training_log.epoch_lines(3, "Validation", {"accuracy": 0.73, "product_accuracy": 0.75}),
+             training_log.checkpoint_line("runs/x/epoch-0004.params")]
     assert lines[2] == "Epoch[3] Batch [100]\tSpeed: 535.12 samples/sec\taccuracy=0.700000\tcross-entropy=1.500000"
     path = tmp_path / "train.log"
     logger = logs.setup_logging(str(path), console=False)
@@ -125,8 +134,8 @@ def test_log_lines_are_read_by_the_ensembles_log_reader(tmp_path):
 # --- record files ----------------------------------------------------------------------
 
 def test_read_record_headers(dataset):
-    record = data_iter.open_record_file(dataset["val"])
-    headers = data_iter.read_record_headers(record)
+    record = record_file.open_record_file(dataset["val"])
+    headers = record_file.read_record_headers(record)
     assert record.num_records == len(dataset["val_labels"])
     np.testing.assert_array_equal(headers.labels, dataset["val_labels"])
     np.testing.assert_array_equal(headers.product_ids, dataset["val_product_ids"])
@@ -134,45 +143,45 @@ def test_read_record_headers(dataset):
 
 
 def test_record_file_errors(dataset, tmp_path):
-    with pytest.raises(data_iter.DataFileError, match="does not exist"):
-        data_iter.open_record_file(str(tmp_path / "missing.rec"))
+    with pytest.raises(record_file.DataFileError, match="does not exist"):
+        record_file.open_record_file(str(tmp_path / "missing.rec"))
     lonely = str(tmp_path / "lonely.rec")
     with open(dataset["val"], "rb") as src, open(lonely, "wb") as dst:
         dst.write(src.read())
-    with pytest.raises(data_iter.DataFileError, match="has no index"):
-        data_iter.open_record_file(lonely)
+    with pytest.raises(record_file.DataFileError, match="has no index"):
+        record_file.open_record_file(lonely)
     # the training file's index beside a copy of the (smaller) validation file
     with open(dataset["train"][:-4] + ".idx") as src, open(lonely[:-4] + ".idx", "w") as dst:
         dst.write(src.read())
-    with pytest.raises(data_iter.DataFileError, match="belongs to another .rec"):
-        data_iter.open_record_file(lonely)
+    with pytest.raises(record_file.DataFileError, match="belongs to another .rec"):
+        record_file.open_record_file(lonely)
     # the (smaller) validation index beside a copy of the training file: offsets inside, wrong places
     mixed = str(tmp_path / "mixed.rec")
     os.link(dataset["train"], mixed)
     os.link(dataset["val"][:-4] + ".idx", mixed[:-4] + ".idx")
     with pytest.raises(RecordFileError, match=r"mixed.rec: offset \d+: record \d+ of .*mixed.idx: no record starts "
                                               r"here: the index does not belong to this .rec"):
-        data_iter.open_record_file(mixed)
+        record_file.open_record_file(mixed)
 
 
 def test_class_count_check(dataset):
-    record = data_iter.open_record_file(dataset["train"])
-    headers = data_iter.read_record_headers(record)
-    data_iter.check_labels(record, 5)
+    record = record_file.open_record_file(dataset["train"])
+    headers = record_file.read_record_headers(record)
+    record_file.check_labels(record, 5)
     first = int(np.flatnonzero(headers.labels == 4)[0])
     with pytest.raises(DataInputError, match=r"A_train.rec: offset %d, product %d: record %d \(image %d\) has label "
                                              r"4, .* --num-classes 4 .*class count disagrees"
                                              % (record.offsets[first], headers.product_ids[first], first,
                                                 headers.image_numbers[first])):
-        data_iter.check_labels(record, 4)
+        record_file.check_labels(record, 4)
 
 
 def test_validation_iterator_pads_last_batch(dataset):
     """A fresh un-shuffled iterator: file order, last batch padded, pad reported."""
-    record = data_iter.open_record_file(dataset["val"])
+    record = record_file.open_record_file(dataset["val"])
     # the iterator recycles its output arrays: read each batch before the next one
     labels, pads = zip(*[(b.label[0].asnumpy(), b.pad)
-                         for b in data_iter.image_iter(record, 16, (3, 32, 32), (0, 0, 0), 1.0)])
+                         for b in record_iter.image_iter(record, 16, (3, 32, 32), (0, 0, 0), 1.0)])
     assert len(labels) == -(-record.num_records // 16)
     assert pads[-1] == len(labels) * 16 - record.num_records and not any(pads[:-1])
     labels = np.concatenate(labels)[:record.num_records]
@@ -182,10 +191,10 @@ def test_validation_iterator_pads_last_batch(dataset):
 def test_batches_stay_intact_while_pending_operations_read_them(dataset):
     """The network reads a batch asynchronously, after the loop has asked for the next one:
     the iterator must not decode into memory still to be read (MXNet's ctx='cpu' variant does)."""
-    record = data_iter.open_record_file(dataset["train"])
+    record = record_file.open_record_file(dataset["train"])
     big = mx.nd.random.uniform(shape=(500, 500))
     reads = []
-    for batch in data_iter.image_iter(record, 8, (3, 32, 32), (0, 0, 0), 1.0, shuffle=True, seed=1):
+    for batch in record_iter.image_iter(record, 8, (3, 32, 32), (0, 0, 0), 1.0, shuffle=True, seed=1):
         data = batch.data[0]
         expected = data.asnumpy().sum()
         slow_zero = mx.nd.dot(big, big).sum().reshape((1, 1, 1, 1)) * 0
@@ -196,12 +205,12 @@ def test_batches_stay_intact_while_pending_operations_read_them(dataset):
 
 
 def test_epoch_order_depends_on_seed_and_epoch_only(dataset):
-    record = data_iter.open_record_file(dataset["train"])
-    aug = data_iter.Augmentation(random_mirror=True)
+    record = record_file.open_record_file(dataset["train"])
+    aug = inputs.Augmentation(random_mirror=True)
 
     def first_batches(epoch):
-        seed = data_iter.train_epoch_seed(7, epoch)
-        it = data_iter.image_iter(record, 8, (3, 32, 32), (0, 0, 0), 1.0, shuffle=True, seed=seed, augmentation=aug)
+        seed = inputs.train_epoch_seed(7, epoch)
+        it = record_iter.image_iter(record, 8, (3, 32, 32), (0, 0, 0), 1.0, shuffle=True, seed=seed, augmentation=aug)
         return [b.data[0].asnumpy() for _, b in zip(range(3), it)]
 
     again = first_batches(1)
@@ -227,17 +236,17 @@ def test_checkpoint_counts_only_epochs_with_json(tmp_path):
     net(mx.nd.ones((1, 4)))
     trainer = mx.gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1})
     run = str(tmp_path / "run")
-    assert checkpoint.latest_epoch(run) is None
+    assert runs.latest_epoch(run) is None
     checkpoint.save_checkpoint(run, 1, net, trainer, {"model": "x"})
     checkpoint.save_checkpoint(run, 2, net, trainer, {"model": "x"})
     os.remove(os.path.join(run, "epoch-0002.json"))          # killed before the JSON was written
-    assert checkpoint.complete_epochs(run) == [1]
-    assert checkpoint.resolve_checkpoint(run) == (run, 1)
-    assert checkpoint.resolve_checkpoint(os.path.join(run, "epoch-0001.params")) == (run, 1)
+    assert runs.complete_epochs(run) == [1]
+    assert runs.resolve_checkpoint(run) == (run, 1)
+    assert runs.resolve_checkpoint(os.path.join(run, "epoch-0001.params")) == (run, 1)
     with open(os.path.join(run, "epoch-0001.json")) as f:
         assert json.load(f) == {"model": "x", "epoch": 1}
-    with pytest.raises(checkpoint.CheckpointError, match="not complete"):
-        checkpoint.resolve_checkpoint(run, 2)
+    with pytest.raises(runs.CheckpointError, match="not complete"):
+        runs.resolve_checkpoint(run, 2)
     assert not [p for p in os.listdir(run) if p.endswith(".tmp")]
 
 
@@ -253,7 +262,7 @@ def test_device_errors():
     with pytest.raises(devices.DeviceError, match="nccl needs GPUs"):
         devices.create_kvstore("nccl", [mx.cpu(0), mx.cpu(1)])
     if "DMLC_ROLE" not in os.environ:
-        with pytest.raises(devices.DeviceError, match="train.launch"):
+        with pytest.raises(devices.DeviceError, match="train.mxnet_backend.launch"):
             devices.create_kvstore("dist_sync", [mx.cpu()])
 
 
@@ -296,5 +305,5 @@ def test_nadam_equals_mxnet_nadam_for_one_parameter():
 def test_write_rec_keeps_header_fields(tmp_path):
     img = np.zeros((8, 8, 3), np.uint8)
     write_rec(str(tmp_path / "x"), [4], [123456789012], [3], [img])
-    headers = data_iter.read_record_headers(data_iter.open_record_file(str(tmp_path / "x.rec")))
+    headers = record_file.read_record_headers(record_file.open_record_file(str(tmp_path / "x.rec")))
     assert (headers.labels[0], headers.product_ids[0], headers.image_numbers[0]) == (4, 123456789012, 3)

@@ -12,7 +12,11 @@ import argparse
 import re
 
 from data.cli import add_common_options, add_device_options, gpu_numbers_of, positive_int
-from train.config import DECODE_PLACES, KVSTORES, OPTIMIZERS, WORKER_DECODE, TrainConfig
+from models.backends import BACKENDS, DEFAULT_BACKEND, WORKER_DECODE, backend_names, backends_with, get_backend
+from train.config import KVSTORES, OPTIMIZERS, TrainConfig
+
+DECODE_PLACES = tuple(dict.fromkeys(place for backend in BACKENDS.values() for place in backend.decode_places))
+DTYPES = tuple(dict.fromkeys(dtype for backend in BACKENDS.values() for dtype in backend.dtypes))
 
 
 def _int_list(text):
@@ -71,7 +75,7 @@ def add_network_args(parser):
     group.add_argument("--dropout", type=float, default=0.0, help="dropout before the classifier")
     group.add_argument("--normalization", choices=("raw", "imagenet"), default="raw",
                        help="input normalisation: raw 0-255 pixels (the reference) or the ImageNet weights' own")
-    group.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32",
+    group.add_argument("--dtype", choices=DTYPES, default="float32",
                        help="float16: GPU only, float32 master weights in the optimizer (multi_precision); "
                             "--backend torch: bfloat16 or float16 autocast (the latter with loss scaling)")
     return group
@@ -117,15 +121,14 @@ def add_device_args(parser):
                        help="CPU contexts to split each batch over with --devices cpu (tests the multi-device path)")
     group.add_argument("--kv-store", choices=KVSTORES, default="device",
                        help="gradient reduction: device/local/nccl on one machine, dist_sync/dist_device_sync "
-                            "across machines (start with python -m train.launch)")
+                            "across machines (start with python -m train.mxnet_backend.launch)")
     return group
 
 
 def add_compute_args(parser):
     group = parser.add_argument_group("compute backend")
-    group.add_argument("--backend", choices=("mxnet", "torch"), default="mxnet",
-                       help="mxnet: Gluon (GPUs up to Ampere, CPUs); torch: PyTorch with timm's twins of the networks "
-                            "(Hopper and newer; several GPUs through torchrun)")
+    group.add_argument("--backend", choices=backend_names(), default=DEFAULT_BACKEND,
+                       help="; ".join("%s: %s (%s)" % (b.name, b.description, b.gpus) for b in BACKENDS.values()))
     group.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
                        help="torch.compile the network (--backend torch)")
     return group
@@ -167,6 +170,30 @@ def build_parser():
     return parser
 
 
+# The options only some backends honour: option, its value, and whether a backend honours it.
+_BACKEND_OPTIONS = (
+    ("--dtype", lambda args: args.dtype, lambda backend, value: value in backend.dtypes),
+    ("--decode-on", lambda args: args.decode_on, lambda backend, value: value in backend.decode_places),
+    ("--kv-store", lambda args: args.kv_store, lambda backend, value: value in backend.kvstores),
+    ("--compile", lambda args: args.compile, lambda backend, value: not value or backend.compiles),
+)
+
+
+def backend_refusal(backend, args):
+    """The line refusing the first option of `args` that `backend` (``models.backends``)
+    does not honour, naming the option and the backends that do; None when it honours all."""
+    for option, value_of, honours in _BACKEND_OPTIONS:
+        value = value_of(args)
+        if not honours(backend, value):
+            others = backends_with(lambda other: honours(other, value))
+            shown = option if value is True else "%s %s" % (option, value)
+            where = "needs --backend %s" % " or ".join(others) if others else "is not honoured by --backend %s" \
+                % backend.name
+            reason = backend.refusals.get(option)
+            return "%s %s%s" % (shown, where, " (%s)" % reason if reason else "")
+    return None
+
+
 def parse_args(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -174,11 +201,9 @@ def parse_args(argv=None):
         parser.error("--epoch-size must be 0 (a full pass) or more")
     if not 0.0 <= args.label_smoothing < 1.0:
         parser.error("--label-smoothing must be in [0, 1)")
-    if args.backend != "torch" and (args.dtype == "bfloat16" or args.compile):
-        parser.error("--dtype bfloat16 and --compile need --backend torch")
-    if args.backend != "torch" and args.decode_on != WORKER_DECODE:
-        parser.error("--decode-on %s needs --backend torch (MXNet's ImageRecordIter decodes in its own threads)"
-                     % args.decode_on)
+    refusal = backend_refusal(get_backend(args.backend), args)
+    if refusal:
+        parser.error(refusal)
     try:
         re.compile(args.freeze_keep)
     except re.error as err:

@@ -5,25 +5,25 @@ learning-rate schedule, the freeze phases, the epoch loop, logging, the run fold
 metadata, ``metrics.jsonl`` and the curves. A `Backend` owns the mechanics: devices and
 distribution, seeding, the network and its starting weights, the optimizer, the training
 step (with gradient accumulation), the data iterators, evaluation, and the checkpoint's
-weight and optimizer files. ``BACKENDS`` names the module of each framework; it is
+weight and optimizer files. ``--backend`` chooses one of the registry ``models.backends``
+(``train.config.ComputeConfig``), whose entry names its trainer module
+(``train.<name>_backend.backend``, holding the subclass as ``BACKEND``); that module is
 imported only when a run asks for it, so this module and the driver load no framework.
-``--backend`` chooses one (``train.config.ComputeConfig``).
 """
 import abc
-import importlib
 
-BACKENDS = {"mxnet": "train.backend_mxnet", "torch": "train.backend_torch"}
-
-
-def backend_class(framework):
-    """The `Backend` subclass of `framework`; imports the framework."""
-    return importlib.import_module(BACKENDS[framework]).BACKEND
+from models.backends import get_backend
 
 
-def create_backend(framework, config):
-    """The `Backend` of `framework` for the run `config` (a ``train.config.TrainConfig``):
+def backend_class(name):
+    """The `Backend` subclass of backend `name` (``models.backends``); imports its framework."""
+    return get_backend(name).module("trainer").BACKEND
+
+
+def create_backend(name, config):
+    """The `Backend` of backend `name` for the run `config` (a ``train.config.TrainConfig``):
     devices chosen, kvstore created, nothing built yet."""
-    return backend_class(framework)(config)
+    return backend_class(name)(config)
 
 
 class Backend(abc.ABC):
@@ -32,13 +32,13 @@ class Backend(abc.ABC):
     Attributes set by the constructor: ``framework`` (the run folder's ``framework``),
     ``rank`` and ``num_workers`` (this process's place in a distributed job; 0 and 1
     otherwise), ``devices`` (a list the log shows). Errors meant for the user are
-    ``train.run_folder.CheckpointError``, ``train.data_iter.DataFileError`` and the
+    ``models.runs.CheckpointError``, ``data.record_file.DataFileError`` and the
     backend's `user_errors`; the framework's own errors are `framework_errors`.
     """
 
     framework = None
     # Set by `build`: the architecture fields that differ from the registered network's (a
-    # model-zoo ResNeXt's widths read from its file, ``models.configs.config_overrides``),
+    # model-zoo ResNeXt's widths read from its file, ``models.families.config_overrides``),
     # recorded in the run folder so that the run's network can be built again.
     config_overrides = None
     user_errors = ()          # exception types whose message is meant for the user
@@ -56,7 +56,7 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def check_loadable(self, run_dir, epoch, states=True):
-        """Raise ``train.run_folder.DamagedCheckpointError`` naming the file when epoch
+        """Raise ``models.runs.DamagedCheckpointError`` naming the file when epoch
         `epoch`'s weights or (with `states`) optimizer state cannot be loaded."""
 
     @abc.abstractmethod
@@ -100,4 +100,4 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def save(self, run_dir, epoch, meta):
         """Write epoch `epoch`'s weights and optimizer state, then its metadata `meta`
-        (``train.run_folder.write_epoch_meta``, last); returns the weights' path."""
+        (``models.runs.write_epoch_meta``, last); returns the weights' path."""

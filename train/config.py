@@ -12,15 +12,13 @@ these fields) still resume. Importing this module loads no framework.
 import dataclasses
 import json
 
+from models.backends import WORKER_DECODE
+
 OPTIMIZERS = ("nadam", "adam", "sgd", "nag")
 ADAPTIVE_OPTIMIZERS = ("nadam", "adam")
 LOCAL_KVSTORES = ("device", "local", "nccl")
 DIST_KVSTORES = ("dist_sync", "dist_device_sync")
 KVSTORES = LOCAL_KVSTORES + DIST_KVSTORES
-# Where the PyTorch backend decodes JPEGs (train.torch_data): OpenCV in the input workers,
-# or batched on the training device (nvJPEG on a GPU). MXNet decodes in ImageRecordIter's threads.
-WORKER_DECODE, DEVICE_DECODE = "workers", "device"
-DECODE_PLACES = (WORKER_DECODE, DEVICE_DECODE)
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
@@ -30,7 +28,7 @@ class DataConfig:
     image_shape: tuple          # (3, H, W), or None: the model's input size
     data_nthreads: int
     epoch_size: int             # images per epoch; 0: one full pass
-    decode_on: str = WORKER_DECODE  # DECODE_PLACES; checkpoints written before the option decoded in workers
+    decode_on: str = WORKER_DECODE  # models.backends: where; checkpoints written before the option decoded in workers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +84,7 @@ class DeviceConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ComputeConfig:
-    backend: str                # "mxnet" (Gluon) or "torch" (train.backend.BACKENDS)
+    backend: str                # a name of the registry models.backends
     compile: bool               # torch.compile the network (PyTorch only)
 
 

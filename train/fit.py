@@ -4,12 +4,12 @@
 ``train_epoch``, ``prepare_data``, ``save_epoch``) are importable on their own. The
 driver decides where the run starts (fresh, ``--from-run``, ``--load-epoch``,
 ``--resume``), the learning rate of every batch, the freeze phases, the epoch loop, the
-logs and the run folder (``train.run_folder``); the backend (``--backend``: MXNet,
-``train.backend_mxnet``, or PyTorch, ``train.backend_torch``) builds and trains the network,
-evaluates it and writes its weights.
+logs and the run folder (``models.runs``); the backend (``--backend``, one of
+``models.backends``: MXNet, ``train.mxnet_backend``, or PyTorch, ``train.torch_backend``)
+builds and trains the network, evaluates it and writes its weights.
 
 Exactness of a resume: an epoch's data order and augmentation depend on (seed, epoch)
-only (``data_iter``), the backend is reseeded per epoch, the learning rate is a pure
+only (``train.inputs``), the backend is reseeded per epoch, the learning rate is a pure
 function of the position in the schedule, and the checkpoint holds the parameters
 (including BatchNorm statistics) and the full optimizer state.
 """
@@ -24,10 +24,14 @@ from tqdm import tqdm
 
 import models
 from data.atomic import exclusive_output
-from train import data_iter, logs, metrics, run_folder
+from data.record_file import (DataFileError, RecordFile, RecordHeaders, check_labels, open_record_file,
+                              read_record_headers)
+from models import runs, training_log
+from train import logs, metrics
 from train.backend import create_backend
 from train.config import changed_options
 from train.curves import plot_curves
+from train.inputs import Augmentation, batches_per_epoch, train_epoch_seed
 from train.schedule import learning_rate_at
 
 
@@ -77,7 +81,7 @@ def train_epoch(backend, batches, epoch, num_batches, lr_at, logger, disp_batche
             _check_finite(values, epoch, done)
             speed = window_samples / max(time.time() - tic, 1e-9)
             if done % disp_batches == 0:
-                logger.info(logs.speed_line(epoch, done, speed, metrics.metrics_from_totals(window_totals,
+                logger.info(training_log.speed_line(epoch, done, speed, metrics.metrics_from_totals(window_totals,
                                                                                              window_samples, top_k)))
             bar.set_postfix(acc="%.3f" % values[metrics.ACCURACY], ce="%.3f" % values[metrics.CROSS_ENTROPY])
             totals += window_totals
@@ -86,7 +90,7 @@ def train_epoch(backend, batches, epoch, num_batches, lr_at, logger, disp_batche
         bar.update(images)
     bar.close()
     if samples == 0:
-        raise data_iter.DataFileError("the training iterator ended before the first batch")
+        raise DataFileError("the training iterator ended before the first batch")
     backend.finish_epoch()
     seconds = time.time() - start
     return EpochResult(metrics.metrics_from_totals(totals, samples, top_k, with_loss=True), seconds,
@@ -120,37 +124,37 @@ def start_point(config, logger, check_loadable):
     """
     places = config.checkpoint
     if places.resume:
-        later = [epoch for epoch in run_folder.complete_epochs(places.model_dir) if epoch > (places.load_epoch or 0)]
+        later = [epoch for epoch in runs.complete_epochs(places.model_dir) if epoch > (places.load_epoch or 0)]
         for epoch in reversed(later):
             try:
                 return _resume_point(config, epoch, logger, check_loadable)
-            except run_folder.DamagedCheckpointError as err:
+            except runs.DamagedCheckpointError as err:
                 logger.warning("%s; resuming from the epoch before", err)
         if places.load_epoch is None:
             logger.info("no %scheckpoint in %s: starting afresh", "loadable " if later else "", places.model_dir)
     if places.load_epoch is not None:
         return _resume_point(config, places.load_epoch, logger, check_loadable)
     if places.from_run:
-        run_dir, parent_epoch = run_folder.resolve_checkpoint(places.from_run)
+        run_dir, parent_epoch = runs.resolve_checkpoint(places.from_run)
         check_loadable(run_dir, parent_epoch, states=False)
-        parent_meta = run_folder.load_meta(run_dir, parent_epoch)
-        return StartPoint(0, run_folder.params_path(run_dir, parent_epoch), parent_meta=parent_meta,
+        parent_meta = runs.load_meta(run_dir, parent_epoch)
+        return StartPoint(0, runs.params_path(run_dir, parent_epoch), parent_meta=parent_meta,
                           config_overrides=parent_meta.get("config_overrides"))
     pretrained = config.network.pretrained
     if pretrained and not os.path.isfile(pretrained):
-        raise run_folder.CheckpointError("ImageNet weights %s not found: put the published file there, or leave "
+        raise runs.CheckpointError("ImageNet weights %s not found: put the published file there, or leave "
                                          "--pretrained out to train from random initialisation" % pretrained)
     return StartPoint()
 
 
 def _resume_point(config, epoch, logger, check_loadable):
     if epoch == 0:
-        raise run_folder.CheckpointError("--load-epoch counts completed epochs; epoch 0 has no checkpoint")
-    run_dir, epoch = run_folder.resolve_checkpoint(config.checkpoint.model_dir, epoch)
-    meta = run_folder.load_meta(run_dir, epoch)
+        raise runs.CheckpointError("--load-epoch counts completed epochs; epoch 0 has no checkpoint")
+    run_dir, epoch = runs.resolve_checkpoint(config.checkpoint.model_dir, epoch)
+    meta = runs.load_meta(run_dir, epoch)
     network, classes = config.network.network, config.data.num_classes
     if (meta["model"], meta["classes"]) != (network, classes):
-        raise run_folder.CheckpointError(
+        raise runs.CheckpointError(
             "%s holds a %s with %d classes; this run is a %s with %d: use --from-run to start a different "
             "network from it" % (run_dir, meta["model"], meta["classes"], network, classes))
     saved = meta["args"]
@@ -164,12 +168,12 @@ def _resume_point(config, epoch, logger, check_loadable):
     if fresh_optimizer:
         logger.info("optimizer %s/%s differs from the checkpoint's %s/%s: fresh optimizer state",
                     *now, saved["optimizer"], saved["dtype"])
-        return StartPoint(epoch, run_folder.params_path(run_dir, epoch), config_overrides=meta.get("config_overrides"))
+        return StartPoint(epoch, runs.params_path(run_dir, epoch), config_overrides=meta.get("config_overrides"))
     kept = [name for name, _, _ in changed if name in ("wd", "mom", "wd_sgd_only")]
     if kept:
         logger.warning("resuming keeps the checkpoint's optimizer settings %s",
                        ", ".join("%s=%s" % (name, saved.get(name)) for name in kept))
-    return StartPoint(epoch, run_folder.params_path(run_dir, epoch), run_folder.states_path(run_dir, epoch),
+    return StartPoint(epoch, runs.params_path(run_dir, epoch), runs.states_path(run_dir, epoch),
                       config_overrides=meta.get("config_overrides"))
 
 
@@ -179,31 +183,31 @@ class RunData:
 
     spec: "models.ModelSpec"
     image_shape: tuple
-    train: data_iter.RecordFile
-    val: data_iter.RecordFile          # None: no validation
-    val_headers: data_iter.RecordHeaders  # None unless this process validates
+    train: RecordFile
+    val: RecordFile                    # None: no validation
+    val_headers: RecordHeaders         # None unless this process validates
     num_batches: int                   # per epoch and worker
-    augmentation: data_iter.Augmentation
+    augmentation: Augmentation
 
 
 def prepare_data(config, validates, num_workers, logger):
     """Open and check the data files of a run before the first batch: they exist, match their
-    index, and every class id fits ``--num-classes`` (``data_iter.check_labels``)."""
+    index, and every class id fits ``--num-classes`` (``data.record_file.check_labels``)."""
     data, aug = config.data, config.augmentation
     spec = models.get_spec(config.network.network, normalization=config.network.normalization)
-    train = data_iter.open_record_file(data.data_train, "training")
-    data_iter.check_labels(train, data.num_classes)
-    val = data_iter.open_record_file(data.data_val, "validation") if data.data_val else None
-    val_headers = data_iter.read_record_headers(val) if val is not None and validates else None
+    train = open_record_file(data.data_train, "training")
+    check_labels(train, data.num_classes, logger=logger)
+    val = open_record_file(data.data_val, "validation") if data.data_val else None
+    val_headers = read_record_headers(val) if val is not None and validates else None
     if val_headers is not None:
-        data_iter.check_labels(val, data.num_classes, val_headers)
+        check_labels(val, data.num_classes, val_headers)
         logger.info("validation: %d images of %d products, %d of the %d classes", len(val_headers.labels),
                     len(np.unique(val_headers.product_ids)), len(np.unique(val_headers.labels)), data.num_classes)
-    augmentation = data_iter.Augmentation(
+    augmentation = Augmentation(
         random_mirror=bool(aug.random_mirror), random_crop=bool(aug.random_crop),
         min_scale=aug.min_random_scale, max_scale=aug.max_random_scale, random_h=aug.max_random_h,
         random_s=aug.max_random_s, random_l=aug.max_random_l, resize=aug.resize)
-    num_batches = data_iter.batches_per_epoch(train.num_records, config.optimizer.batch_size, num_workers,
+    num_batches = batches_per_epoch(train.num_records, config.optimizer.batch_size, num_workers,
                                               data.epoch_size, config.optimizer.grad_accum)
     return RunData(spec, data.image_shape or (3, spec.input_size, spec.input_size), train, val, val_headers,
                    num_batches, augmentation)
@@ -212,19 +216,19 @@ def prepare_data(config, validates, num_workers, logger):
 def save_epoch(config, data, backend, record, logger):
     """Checkpoint of the epoch in `record`, then ``metrics.jsonl`` and ``curves.png``."""
     spec, run_dir = data.spec, config.checkpoint.model_dir
-    preprocess = run_folder.Preprocessing(data.image_shape, "RGB", spec.mean, spec.scale, spec.normalization)
-    meta = run_folder.epoch_meta(backend.framework, config.network.network, config.data.num_classes, preprocess,
+    preprocess = runs.Preprocessing(data.image_shape, "RGB", spec.mean, spec.scale, spec.normalization)
+    meta = runs.epoch_meta(backend.framework, config.network.network, config.data.num_classes, preprocess,
                                  config, record, config.network.dropout, config.network.dtype, backend.num_workers,
                                  backend.config_overrides)
-    logger.info(logs.checkpoint_line(backend.save(run_dir, record["epoch"], meta)))
-    history = run_folder.write_metrics_history(run_dir, record["epoch"])
+    logger.info(training_log.checkpoint_line(backend.save(run_dir, record["epoch"], meta)))
+    history = runs.write_metrics_history(run_dir, record["epoch"])
     plot_curves(history, os.path.join(run_dir, "curves.png"), title=run_dir)
 
 
 def _log_arguments(logger, config, start):
     """The argument dump; ``load_epoch`` says where the run really starts (also with --resume)."""
     logger.info("arguments:")
-    for line in logs.argument_lines(dict(config.fields(), load_epoch=start.epoch)):
+    for line in training_log.argument_lines(dict(config.fields(), load_epoch=start.epoch)):
         logger.info(line)
 
 
@@ -271,18 +275,18 @@ def _run(config, backend):
         if backend.set_frozen(frozen):
             logger.info("Epoch[%d] %s", epoch, "training only the parameters matching %r" % schedule.freeze_keep
                         if frozen else "training all parameters")
-        backend.seed(data_iter.train_epoch_seed(log.seed, epoch) + backend.rank)
+        backend.seed(train_epoch_seed(log.seed, epoch) + backend.rank)
         result = train_epoch(backend, backend.train_batches(data, epoch), epoch, data.num_batches, lr_at, logger,
                              log.disp_batches, log.top_k, progress=log.progress)
-        for line in logs.epoch_lines(epoch, "Train", {k: v for k, v in result.metrics.items() if k != metrics.LOSS}):
+        for line in training_log.epoch_lines(epoch, "Train", {k: v for k, v in result.metrics.items() if k != metrics.LOSS}):
             logger.info(line)
-        logger.info(logs.time_cost_line(epoch, result.seconds))
+        logger.info(training_log.time_cost_line(epoch, result.seconds))
         if not chief:
             continue
         val_metrics = {}
         if data.val is not None:
             val_metrics = backend.evaluate(data)
-            for line in logs.epoch_lines(epoch, "Validation", val_metrics):
+            for line in training_log.epoch_lines(epoch, "Validation", val_metrics):
                 logger.info(line)
         record = {"epoch": epoch + 1, "lr": result.lr, "time_cost": result.seconds,
                   "samples_per_sec": result.samples_per_sec, "train": dict(result.metrics), "val": dict(val_metrics)}

@@ -4,7 +4,7 @@ Runs as ``python train/train.py ...`` or ``python -m train.train ...``; the logi
 ``train.fit`` (the loop) and ``train.args`` (the argument groups). With ``--recipe M06``
 it runs a recipe of ``train.recipes`` instead: each phase as a ``train.py`` process of its own.
 With ``--backend torch`` on several GPUs it starts itself again under ``torchrun``, one
-process per GPU (`local_torchrun`).
+process per GPU (`relaunch_command`).
 """
 import argparse
 import dataclasses
@@ -19,13 +19,16 @@ if __name__ == "__main__" and sys.path and os.path.abspath(sys.path[0]) == os.pa
     del sys.path[0]
 
 from data.cli import UserError, command  # noqa: E402
-from train import data_iter, fit, recipes, run_folder  # noqa: E402
+from data.record_file import DataFileError  # noqa: E402
+from models.backends import get_backend  # noqa: E402
+from models.runs import CheckpointError  # noqa: E402
+from train import fit, recipes  # noqa: E402
 from train.args import add_compute_args, parse_config  # noqa: E402
 from train.backend import backend_class  # noqa: E402
 
 # Errors with a message meant for the user: one line `train: error: ...`, no traceback
 # (data.cli's convention also covers input errors, locks and OS errors); with the backend's.
-USER_ERRORS = (data_iter.DataFileError, run_folder.CheckpointError, fit.NonFiniteLossError)
+USER_ERRORS = (DataFileError, CheckpointError, fit.NonFiniteLossError)
 
 
 @command("train")
@@ -35,7 +38,7 @@ def _train(argv=None):
     if request is not None:
         return _run_recipes(request)
     config = parse_config(argv)
-    relaunch = local_torchrun(config, argv)
+    relaunch = relaunch_command(config, argv)
     if relaunch is not None:
         print("train: one process per GPU: %s" % shlex.join(relaunch), file=sys.stderr, flush=True)
         return _run_phase(relaunch)
@@ -82,19 +85,14 @@ def _backend_of(argv):
     return parser.parse_known_args(argv)[0].backend
 
 
-def local_torchrun(config, argv):
-    """The command that trains `config` (given as `argv`) on its GPUs with one process each
-    under ``torchrun`` (DistributedDataParallel), when it asks for ``--backend torch`` on
-    several GPUs and this process was not started by torchrun; else None. ``--batch-size``
-    keeps its meaning, the batch over the machine's GPUs (as MXNet's): each process gets
-    its share."""
-    gpus = [g for g in (config.devices.gpus or "").split(",") if g.strip()]
-    if config.compute.backend != "torch" or len(gpus) < 2 or "LOCAL_RANK" in os.environ:
+def relaunch_command(config, argv):
+    """The command that runs `config` (given as `argv`) in several processes when its
+    backend starts one per device (``models.backends``' ``relauncher``: torchrun for
+    PyTorch on several GPUs) and this process is not one of them; else None."""
+    backend = get_backend(config.compute.backend)
+    if backend.relauncher is None:
         return None
-    if config.optimizer.batch_size % len(gpus):
-        raise UserError("--batch-size %d does not split evenly over %d GPUs" % (config.optimizer.batch_size, len(gpus)))
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(len(gpus)),
-            os.path.abspath(__file__), *argv, "--batch-size", str(config.optimizer.batch_size // len(gpus))]
+    return backend.module("relauncher").relaunch(config, argv, os.path.abspath(__file__))
 
 
 def _run_phase(command):

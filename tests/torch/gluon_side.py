@@ -11,7 +11,7 @@
 - ``{"op": "load", "name", "classes", "params", "x", "out"}``: the network with the
   weights of ``params`` (``load_parameters``); ``out`` gets its logits and features on
   the ``x`` of the .npz file ``x``.
-- ``{"op": "backbone", ...}``: as ``load``, but through ``models.get_model(...,
+- ``{"op": "backbone", ...}``: as ``load``, but through ``mxnet_nets.get_model(...,
   pretrained=params)``, which takes the file's backbone and keeps a fresh classifier.
 """
 import json
@@ -20,8 +20,8 @@ import sys
 import mxnet as mx
 import numpy as np
 
-import models
-from models.registry import build_network
+from models.mxnet_nets.build import build_network
+from models import mxnet_nets
 from twin_helpers import images, random_values
 
 
@@ -46,7 +46,7 @@ def forward(net, x):
 
 
 def export(job):
-    net = models.get_model(job["name"], classes=job["classes"])
+    net = mxnet_nets.get_model(job["name"], classes=job["classes"])
     randomize(net, job["seed"])
     net.save_parameters(job["params"])
     np.savez(job["out"], **forward(net, images(job["seed"])))
@@ -59,7 +59,7 @@ def load(job):
 
 
 def backbone(job):
-    net = models.get_model(job["name"], classes=job["classes"], pretrained=job["params"])
+    net = mxnet_nets.get_model(job["name"], classes=job["classes"], pretrained=job["params"])
     np.savez(job["out"], **forward(net, np.load(job["x"])["x"]))
 
 

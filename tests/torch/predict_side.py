@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from data.categories import CategoryMap  # noqa: E402
 from predict.decode import Views  # noqa: E402
-from predict.inference import CheckpointModel  # noqa: E402
+from predict.checkpoints import CheckpointModel  # noqa: E402
 from predict.pipeline import PipelineConfig  # noqa: E402
 from predict.run import predict_input  # noqa: E402
 from predict_world import synthetic_world, write_val_rec  # noqa: E402

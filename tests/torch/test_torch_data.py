@@ -7,47 +7,50 @@ import pytest
 import torch
 
 from torch_recs import write_rec
-from train import data_iter, torch_data
-from train.backend_torch import TorchDeviceError, smoothed_cross_entropy, training_device
+from train.torch_backend.backend import TorchDeviceError, smoothed_cross_entropy, training_device
+from models import backends
+from train import inputs
+from train.torch_backend import loader
+from data import record_file
 
 
 def test_workers_read_the_parts_of_one_workers_batches():
-    one = torch_data.epoch_order(103, 7, 8)
-    parts = [torch_data.epoch_order(103, 7, 4, rank, 2) for rank in (0, 1)]
+    one = inputs.epoch_order(103, 7, 8)
+    parts = [inputs.epoch_order(103, 7, 4, rank, 2) for rank in (0, 1)]
     assert len(one) == 96 and len(set(one.tolist())) == 96
     for b in range(len(one) // 8):
         halves = [part[4 * b:4 * b + 4].tolist() for part in parts]
         assert one[8 * b:8 * b + 8].tolist() == halves[0] + halves[1]
-    assert not np.array_equal(one, torch_data.epoch_order(103, 8, 8))      # another epoch, another order
+    assert not np.array_equal(one, inputs.epoch_order(103, 8, 8))      # another epoch, another order
 
 
-FULL = data_iter.Augmentation(random_mirror=True, random_crop=True, min_scale=0.9, max_scale=1.3, random_h=20,
+FULL = inputs.Augmentation(random_mirror=True, random_crop=True, min_scale=0.9, max_scale=1.3, random_h=20,
                               random_s=20, random_l=20, resize=36)
 
 
 def test_augmentations_keep_the_input_size_and_depend_on_the_seed_only():
     rgb = np.random.RandomState(0).randint(0, 256, (40, 50, 3)).astype(np.uint8)
-    out = [torch_data.augment(rgb, (32, 32), FULL, torch_data.draws_of(FULL, 3, i)) for i in (1, 1, 2)]
+    out = [inputs.augment(rgb, (32, 32), FULL, inputs.draws_of(FULL, 3, i)) for i in (1, 1, 2)]
     assert out[0].shape == (32, 32, 3) and out[0].dtype == np.uint8
     assert np.array_equal(out[0], out[1]) and not np.array_equal(out[0], out[2])
-    centred = torch_data.augment(rgb, (32, 32), data_iter.NO_AUGMENTATION, torch_data.Draws())
+    centred = inputs.augment(rgb, (32, 32), inputs.NO_AUGMENTATION, inputs.Draws())
     assert np.array_equal(centred, rgb[4:36, 9:41])
 
 
 def test_an_option_switched_off_does_not_move_the_other_draws():
-    mirror_only = data_iter.Augmentation(random_mirror=True)
+    mirror_only = inputs.Augmentation(random_mirror=True)
     for i in range(20):
-        assert torch_data.draws_of(FULL, 5, i).mirror == torch_data.draws_of(mirror_only, 5, i).mirror
-    assert {torch_data.draws_of(mirror_only, 5, i).mirror for i in range(20)} == {False, True}
-    assert torch_data.draws_of(mirror_only, 5, 0).shift_h == 0 and torch_data.draws_of(mirror_only, 5, 0).scale == 1
+        assert inputs.draws_of(FULL, 5, i).mirror == inputs.draws_of(mirror_only, 5, i).mirror
+    assert {inputs.draws_of(mirror_only, 5, i).mirror for i in range(20)} == {False, True}
+    assert inputs.draws_of(mirror_only, 5, 0).shift_h == 0 and inputs.draws_of(mirror_only, 5, 0).scale == 1
 
 
 def test_the_geometry_resizes_the_shorter_edge_scales_and_keeps_the_crop_inside():
-    aug = data_iter.Augmentation(random_crop=True, min_scale=1.5, max_scale=1.5, resize=40)
-    assert torch_data.geometry(80, 100, (32, 32), aug, torch_data.Draws(scale=1.5, crop_y=0.0, crop_x=0.999)) == \
+    aug = inputs.Augmentation(random_crop=True, min_scale=1.5, max_scale=1.5, resize=40)
+    assert inputs.geometry(80, 100, (32, 32), aug, inputs.Draws(scale=1.5, crop_y=0.0, crop_x=0.999)) == \
         ((60, 75), (0, 43))
     # A picture smaller than the input is brought up to it; nothing is left to crop.
-    assert torch_data.geometry(20, 10, (32, 32), data_iter.NO_AUGMENTATION, torch_data.Draws()) == ((32, 32), (0, 0))
+    assert inputs.geometry(20, 10, (32, 32), inputs.NO_AUGMENTATION, inputs.Draws()) == ((32, 32), (0, 0))
 
 
 def _pictures(tmp_path, count=24, size=(48, 40)):
@@ -55,27 +58,27 @@ def _pictures(tmp_path, count=24, size=(48, 40)):
     pictures = [cv2.imencode(".jpg", cv2.GaussianBlur(rng.randint(0, 256, (*size, 3)).astype(np.uint8), (5, 5), 0))[1]
                 .tobytes() for _ in range(count)]
     rec = write_rec(str(tmp_path / "pictures"), count, 3, seed=0, pictures=lambda label, r: pictures[r.randint(count)])[0]
-    return data_iter.open_record_file(rec)
+    return record_file.open_record_file(rec)
 
 
 def _both_places(record, aug, shape=(3, 32, 32)):
     order = np.arange(record.num_records)
-    return [torch.cat([pixels for pixels, _ in torch_data.batches(record, order, 8, shape, aug, 11, workers, place,
+    return [torch.cat([pixels for pixels, _ in loader.batches(record, order, 8, shape, aug, 11, workers, place,
                                                                  drop_last=False)])
-            for place, workers in ((torch_data.WORKER_DECODE, 1), (torch_data.DEVICE_DECODE, 1))]
+            for place, workers in ((backends.WORKER_DECODE, 1), (backends.DEVICE_DECODE, 1))]
 
 
 def test_decoding_on_the_device_crops_and_mirrors_the_pictures_the_workers_do(tmp_path):
     """libjpeg-turbo on the CPU decodes as OpenCV does, and crops and mirrors move pixels only."""
     record = _pictures(tmp_path)
-    on_workers, on_device = _both_places(record, data_iter.Augmentation(random_mirror=True, random_crop=True))
+    on_workers, on_device = _both_places(record, inputs.Augmentation(random_mirror=True, random_crop=True))
     assert on_workers.dtype == on_device.dtype == torch.uint8 and on_workers.shape == (record.num_records, 3, 32, 32)
     assert torch.equal(on_workers, on_device)
 
 
 def test_decoding_on_the_device_resizes_as_opencv_and_jitters_the_colours_nearly_so(tmp_path):
     record = _pictures(tmp_path)
-    scaled = data_iter.Augmentation(random_mirror=True, random_crop=True, min_scale=0.9, max_scale=1.3, resize=36)
+    scaled = inputs.Augmentation(random_mirror=True, random_crop=True, min_scale=0.9, max_scale=1.3, resize=36)
     assert torch.equal(*_both_places(record, scaled))          # OpenCV's resize, its fixed point included
     on_workers, on_device = _both_places(record, FULL)
     difference = (on_workers.int() - on_device.int()).abs().float()
@@ -88,24 +91,24 @@ def test_the_colour_jitter_on_the_device_is_opencvs():
     pixels = rng.randint(0, 256, (6, 40, 40, 3)).astype(np.uint8)
     pixels[0] = 128                                               # grey: no hue
     shifts = rng.randint(-20, 21, (6, 3))
-    expected = np.stack([torch_data._hsl_jitter(p, torch_data.Draws(shift_h=h, shift_l=l, shift_s=s))
+    expected = np.stack([inputs._hsl_jitter(p, inputs.Draws(shift_h=h, shift_l=l, shift_s=s))
                          for p, (h, l, s) in zip(pixels, shifts)])
-    got = torch_data._hsl_jitter_on_device(torch.from_numpy(pixels).permute(0, 3, 1, 2), torch.from_numpy(shifts))
+    got = loader._hsl_jitter_on_device(torch.from_numpy(pixels).permute(0, 3, 1, 2), torch.from_numpy(shifts))
     difference = np.abs(got.permute(0, 2, 3, 1).numpy().astype(int) - expected)
     assert difference.mean() < 0.2 and (difference > 2).mean() < 1e-3 and difference.max() <= 8
     assert np.array_equal(got[0].permute(1, 2, 0).numpy(), expected[0])
 
 
-@pytest.mark.parametrize("place", [torch_data.WORKER_DECODE, torch_data.DEVICE_DECODE])
+@pytest.mark.parametrize("place", [backends.WORKER_DECODE, backends.DEVICE_DECODE])
 def test_an_undecodable_picture_is_named(tmp_path, place):
     good = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
     count = itertools.count()
     rec = write_rec(str(tmp_path / "bad"), 6, 3, seed=0,
                     pictures=lambda label, rng: b"not a jpeg" if next(count) == 3 else good)[0]
-    record = data_iter.open_record_file(rec)
+    record = record_file.open_record_file(rec)
     named = r"bad\.rec: offset \d+, product \d+: record 3, image \d+: its 10-byte picture will not decode"
-    with pytest.raises(data_iter.UndecodablePictureError, match=named):
-        list(torch_data.batches(record, np.arange(record.num_records), 2, (3, 8, 8), workers=1, decode_on=place,
+    with pytest.raises(record_file.UndecodablePictureError, match=named):
+        list(loader.batches(record, np.arange(record.num_records), 2, (3, 8, 8), workers=1, decode_on=place,
                                 drop_last=False))
 
 

@@ -6,9 +6,11 @@ import timm
 import torch
 from torch import nn
 
-from models.configs import DenseNetConfig, network_names
+from models.families import network_names
+from models.families.densenet import DenseNetConfig
 from models.specs import get_spec, list_models
-from models.torch_nets import UnsupportedArchitectureError, _densenet, create_torch_model
+from models.torch_nets import densenet
+from models.torch_nets.build import UnsupportedArchitectureError, create_torch_model
 from models.weight_convert import parameter_pairs
 from twin_helpers import BIG, BIG_MXNET, TINY
 
@@ -111,4 +113,4 @@ def test_unknown_network_and_unsupported_configuration_are_reported():
     with pytest.raises(KeyError, match="dpn92"):
         create_torch_model("dpn93", 10)
     with pytest.raises(UnsupportedArchitectureError, match="growth"):
-        _densenet(DenseNetConfig(48, 16, (1, 1)), 10, 0.0, None)
+        densenet.build(DenseNetConfig(48, 16, (1, 1)), 10, 0.0, None)

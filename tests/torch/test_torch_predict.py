@@ -1,6 +1,7 @@
 """The PyTorch model worker in the real predictor: ZeroMQ, forked processes, a real `.rec`,
 Gluon runs trained by MXNet (in a child process, predict_side.py) converted on load; the
-parity of both frameworks' predictions, a crash of a PyTorch worker, a mixed ensemble.
+parity of both frameworks' predictions, a crash of a PyTorch worker, runs of both frameworks
+predicted in one command and mixed ensembles.
 Each prediction runs in a fresh process (torch_predict_side.py: this pytest process has
 run PyTorch, after which forked PyTorch workers would hang)."""
 import collections
@@ -121,25 +122,47 @@ def as_pytorch_run(run, folder):
 
 
 @pytest.mark.slow
-def test_a_pytorch_run_runs_on_pytorch_and_with_a_gluon_run_needs_backend_torch(world, torch_preds, tmp_path):
+def test_a_pytorch_run_runs_on_pytorch(world, torch_preds, tmp_path):
     pytorch_run = as_pytorch_run(world["runs"][0], tmp_path)
     [manifest] = predict_side(world, tmp_path / "alone", runs=[pytorch_run], backend=None)["manifests"]
     assert (manifest["model"]["framework"], manifest["model"]["weights_framework"]) == ("torch", "torch")
     np.testing.assert_array_equal(probabilities(str(tmp_path / "alone" / "out" / "dpn_tiny_torch")),
                                   probabilities(os.path.join(torch_preds[0], "dpn_tiny")))
-    refused = predict_side(world, tmp_path / "mixed", runs=[world["runs"][1], pytorch_run], backend=None)
-    assert re.search(r"model worker 0 \(pid \d+\) failed: ValueError: the models need both frameworks: "
-                     r"resnext_tiny \(mxnet\), dpn_tiny_torch \(torch\).*--backend torch", refused["error"])
-    assert not os.path.exists(tmp_path / "mixed" / "out" / "resnext_tiny")
+
+
+@pytest.mark.slow
+def test_a_gluon_run_and_a_pytorch_run_predict_together_on_their_own_frameworks_and_ensemble(world, torch_preds,
+                                                                                              tmp_path):
+    """No --backend: each model in model workers of its own framework (MXNet and PyTorch in
+    separate processes), in one command, with 2 decoders and 2 devices; then the ensemble."""
+    pytorch_run = as_pytorch_run(world["runs"][0], tmp_path)
+    mixed = predict_side(world, tmp_path / "mixed", runs=[world["runs"][1], pytorch_run], backend=None, decoders=2,
+                         devices=["cpu", "cpu:1"])
+    frameworks = {m["name"]: (m["model"]["framework"], m["model"]["weights_framework"]) for m in mixed["manifests"]}
+    assert frameworks == {"resnext_tiny": ("mxnet", "mxnet"), "dpn_tiny_torch": ("torch", "torch")}
+    folders = [str(tmp_path / "mixed" / "out" / "resnext_tiny"), str(tmp_path / "mixed" / "out" / "dpn_tiny_torch")]
+    np.testing.assert_array_equal(probabilities(folders[0]),
+                                  probabilities(os.path.join(world["mxnet_preds"], "resnext_tiny")))
+    np.testing.assert_array_equal(probabilities(folders[1]), probabilities(os.path.join(torch_preds[0], "dpn_tiny")))
+    for folder in folders:
+        np.testing.assert_array_equal(Predictions(folder).ids, Predictions(folders[0]).ids)
+    submission = str(tmp_path / "submission.csv")
+    run_python(["predict/ensemble.py", "--preds", *folders, "--categories", world["categories"],
+                "--submission", submission, "--no-progress"])
+    mean = (probabilities(folders[0]) + probabilities(folders[1])) / 2
+    with open(submission, encoding="ascii") as f:
+        rows = list(csv.reader(f))
+    categories = CategoryMap.from_csv(world["categories"])
+    np.testing.assert_array_equal([int(r[1]) for r in rows[1:]], categories.category_ids[mean.argmax(axis=1)])
 
 
 def test_preprocessing_on_the_device_gives_predict_preprocess_values():
     """device_input (uint8 to the device, arithmetic there) equals network_input (numpy)
     bit for bit, for every channel order, normalisation and a resize."""
     import torch
-    from predict.preprocess import network_input
-    from predict.torch_models import device_input
-    from train.run_folder import Preprocessing
+    from data.images import network_input
+    from predict.torch_runner import device_input
+    from models.runs import Preprocessing
     pixels = np.random.RandomState(0).randint(0, 256, (3, 40, 48, 3), dtype=np.uint8)
     for preprocess in (Preprocessing((3, 40, 48), "RGB", (0.0, 0.0, 0.0), 1.0, "raw"),
                        Preprocessing((3, 32, 30), "BGR", (123.7, 116.3, 103.5), 0.0171, "imagenet"),
@@ -152,7 +175,7 @@ def test_preprocessing_on_the_device_gives_predict_preprocess_values():
 
 def test_device_strings_name_torch_devices():
     import torch
-    from predict.torch_models import torch_device
+    from models.torch_nets.devices import torch_device
     assert torch_device("cpu") == torch.device("cpu")
     assert torch_device("gpu") == torch.device("cuda", 0)
     assert torch_device("gpu:3") == torch.device("cuda", 3)
@@ -276,7 +299,7 @@ def test_views_built_on_the_device_are_the_decoders_views():
     the resized crops included (predict.torch_decode.resize), in the same order."""
     import torch
     from predict.decode import Views
-    from predict.torch_models import device_views
+    from predict.torch_runner import device_views
     rgb = np.random.RandomState(1).randint(0, 256, (180, 180, 3), dtype=np.uint8)
     for text in ("none", "flip", "crops", "flip,crops"):
         views = Views.parse(text, crop_size=150)
@@ -293,7 +316,7 @@ def test_resize_gives_opencvs_pixels():
     down, on smooth and noisy pictures (its float32 twin `resize` is within one level)."""
     import cv2
     import torch
-    from predict.torch_decode import resize
+    from models.torch_nets.images import resize
     rng = np.random.RandomState(2)
     for case in range(40):
         (h, w), size = rng.randint(8, 260, 2), tuple(int(v) for v in rng.randint(8, 260, 2))

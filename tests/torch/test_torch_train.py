@@ -12,9 +12,10 @@ import pytest
 
 from models import params_file
 from torch_recs import write_dataset
-from train import fit, run_folder
+from train import fit
 from train.args import parse_config
-from train.backend_torch import gluon_weights_to_state
+from models.torch_nets.weights import gluon_weights_to_state
+from models import runs
 from twin_helpers import assert_same_outputs, images, run_gluon_side
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -46,7 +47,7 @@ def train_here(dataset, run_dir, *extra):
 
 
 def weights(run_dir, epoch):
-    return params_file.load(run_folder.params_path(str(run_dir), epoch))
+    return params_file.load(runs.params_path(str(run_dir), epoch))
 
 
 def assert_same_weights(a, b, rtol=0.0, atol=0.0):
@@ -67,7 +68,7 @@ def test_command_line_trains_and_writes_the_run_folder(dataset, tmp_path):
                     r"Epoch\[1\] Train-accuracy=", r"Epoch\[1\] Time cost=", r"Epoch\[1\] Validation-product_accuracy=",
                     r'Saved checkpoint to ".*epoch-0002\.params"'):
         assert re.search(pattern, log), pattern
-    meta = run_folder.read_meta(str(run_dir))
+    meta = runs.read_meta(str(run_dir))
     assert (meta["framework"], meta["model"], meta["epoch"], meta["args"]["backend"]) == \
         ("torch", "resnext_tiny", 2, "torch")
     assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 2
@@ -95,7 +96,7 @@ def test_decoding_on_the_device_learns_and_resumes_bit_exactly(dataset, tmp_path
     train_here(dataset, tmp_path / "resumed", "--num-epochs", "1", *extra)
     train_here(dataset, tmp_path / "resumed", "--num-epochs", "2", "--resume", *extra)
     assert_same_weights(weights(tmp_path / "straight", 2), weights(tmp_path / "resumed", 2))
-    meta = run_folder.read_meta(str(tmp_path / "straight"))
+    meta = runs.read_meta(str(tmp_path / "straight"))
     assert meta["args"]["decode_on"] == "device" and meta["metrics"]["val"]["accuracy"] > 0.6
 
 
@@ -124,7 +125,7 @@ def test_two_gloo_processes_equal_one_process(dataset, tmp_path):
                           env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert done.returncode == 0, done.stderr[-3000:]
     assert "worker 1 of 2" in done.stderr + done.stdout
-    assert run_folder.load_meta(str(tmp_path / "two"), 1)["num_workers"] == 2
+    assert runs.load_meta(str(tmp_path / "two"), 1)["num_workers"] == 2
     one, two = ({name: array for name, array in weights(tmp_path / run, 1).items() if "running_" not in name}
                 for run in ("one", "two"))
     assert_same_weights(one, two, rtol=1e-4, atol=1e-6)
@@ -145,8 +146,8 @@ def test_gluon_computes_what_the_torch_run_learned(one_epoch_run, tmp_path):
     """The ``.params`` of a PyTorch run, loaded by the Gluon network (in an MXNet child
     process, as the predictor and the ensemble load a run), gives the twin's logits."""
     import torch
-    from models.torch_nets import create_torch_model
-    params = run_folder.params_path(str(one_epoch_run), 1)
+    from models.torch_nets.build import create_torch_model
+    params = runs.params_path(str(one_epoch_run), 1)
     model = create_torch_model("resnext_tiny", 4)
     model.load_state_dict(gluon_weights_to_state(params, "resnext_tiny"))
     x = images(0)
@@ -164,7 +165,7 @@ def test_imagenet_weights_of_a_timm_file_start_the_backbone(dataset, tmp_path):
     the classifier is a fresh one; a freeze phase keeps the backbone as loaded."""
     import torch
     from safetensors.torch import save_file
-    from models.torch_nets import create_torch_model
+    from models.torch_nets.build import create_torch_model
     from models.weight_convert import torch_to_gluon
     torch.manual_seed(5)
     imagenet = create_torch_model("resnext_tiny", 1000).state_dict()

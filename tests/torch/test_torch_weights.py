@@ -8,7 +8,8 @@ import torch
 from safetensors.torch import save_file
 
 from models import params_file
-from models.torch_nets import classifier_prefix, create_torch_model, load_imagenet_backbone, read_state_dict
+from models.torch_nets.build import create_torch_model
+from models.torch_nets.weights import classifier_prefix, load_imagenet_backbone, read_state_dict
 from models.weight_convert import WeightConversionError, from_torchvision_names, gluon_to_torch, torch_to_gluon
 from twin_helpers import (BIG, BIG_MXNET, TINY, assert_same_outputs, images, random_values, run_gluon_side,
                           run_python)
@@ -99,7 +100,7 @@ def test_full_size_gluon_weights_give_the_same_logits_in_the_twin_and_back(name,
 def imagenet_backbone_into_gluon(names, folder, legacy_torchvision=False):
     """A random 1000-class twin saved as timm saves its ImageNet files (safetensors; or
     torchvision's legacy DenseNet names in a .pth), converted by the command line in a
-    process without MXNet or PyTorch (for safetensors), loaded by ``models.get_model(...,
+    process without MXNet or PyTorch (for safetensors), loaded by ``models.mxnet_nets.get_model(...,
     pretrained=)`` in MXNet. Returns ``{name: (twin features, Gluon features)}``."""
     x = images(0)
     np.savez("%s/x.npz" % folder, x=x)
@@ -113,7 +114,7 @@ def imagenet_backbone_into_gluon(names, folder, legacy_torchvision=False):
             torch.save(to_legacy_torchvision_names(state), source)
         else:
             save_file(state, source)
-        convert = ["-c", "import sys; from models.convert_weights import main; main(sys.argv[1:]); "
+        convert = ["-c", "import sys; from models.torch_nets.convert_weights import main; main(sys.argv[1:]); "
                    "assert 'mxnet' not in sys.modules and ('torch' not in sys.modules or sys.argv[1].endswith('.pth'))",
                    source, "%s/%s.imagenet.params" % (folder, name), "--network", name]
         run_python(convert)
@@ -229,7 +230,7 @@ def test_command_line_turns_a_gluon_checkpoint_into_a_state_dict_of_the_twin(tmp
     model = randomize_twin(create_torch_model("se_resnext_tiny", CLASSES), 3)
     params_file.save(str(tmp_path / "epoch-0001.params"), torch_to_gluon("se_resnext_tiny", numpy_state(model)))
     target = str(tmp_path / ("twin." + suffix))
-    run_python(["-m", "models.convert_weights", str(tmp_path / "epoch-0001.params"), target,
+    run_python(["-m", "models.torch_nets.convert_weights", str(tmp_path / "epoch-0001.params"), target,
                 "--network", "se_resnext_tiny"])
     copy = create_torch_model("se_resnext_tiny", CLASSES)
     copy.load_state_dict(read_state_dict(target))
@@ -239,6 +240,6 @@ def test_command_line_turns_a_gluon_checkpoint_into_a_state_dict_of_the_twin(tmp
 
 def test_command_line_refuses_two_files_of_one_side(tmp_path):
     with pytest.raises(AssertionError, match="convert a .params file"):
-        run_python(["-m", "models.convert_weights", str(tmp_path / "a.params"), str(tmp_path / "b.params"),
+        run_python(["-m", "models.torch_nets.convert_weights", str(tmp_path / "a.params"), str(tmp_path / "b.params"),
                     "--network", "dpn_tiny"])
     assert not os.listdir(tmp_path)

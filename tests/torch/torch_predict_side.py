@@ -28,7 +28,7 @@ from data.categories import CategoryMap  # noqa: E402
 from data.errors import DataInputError  # noqa: E402
 from pipeline_kills import assert_a_kill_ends_the_run_naming_it  # noqa: E402
 from predict.decode import Views  # noqa: E402
-from predict.inference import CheckpointModel  # noqa: E402
+from predict.checkpoints import CheckpointModel  # noqa: E402
 from predict.pipeline import PipelineConfig, PipelineError  # noqa: E402
 from predict.run import predict_input  # noqa: E402
 
@@ -41,16 +41,14 @@ class SlowTorchCheckpoint(CheckpointModel):
         super().__init__(path, backend="torch")
         self.delay = delay
 
-    def load_torch(self, device):
-        loaded = super().load_torch(device)
-        net = loaded.net
+    def load(self, runner):
+        net = super().load(runner)
 
         def slow(x):
             time.sleep(self.delay)
             return net(x)
 
-        loaded.net = slow
-        return loaded
+        return slow
 
 
 def config(job):

@@ -1,0 +1,209 @@
+"""The run-folder contract: what training writes per epoch and what resuming and prediction read.
+
+Layout of ``runs/<run>/``::
+
+    epoch-NNNN.params   the network's weights (the backend's format, see ``framework``)
+    epoch-NNNN.states   optimizer state, for an exact resume
+    epoch-NNNN.json     the epoch's metadata (`epoch_meta`), written last
+    metrics.jsonl       one line per completed epoch, rebuilt from the JSON files
+    curves.png, train.log
+
+``NNNN`` is the number of completed epochs (MXNet's convention: the log's ``Epoch[3]``
+is saved as ``epoch-0004``). Each file is written under a temporary name and renamed, the
+JSON last: an epoch counts as complete only once its JSON exists.
+
+The JSON, format `FORMAT_VERSION`: ``format``, ``framework`` (the backend that wrote the
+weights: ``mxnet``), ``model`` (registry name), ``classes``, ``epoch``, the preprocessing
+the network was trained with (``image_shape`` 3,H,W, ``channel_order``, ``mean``,
+``scale``, ``normalization``: `Preprocessing`), ``dropout``, ``dtype``, ``num_workers``,
+``metrics`` and ``history`` (this epoch's record) and ``args``, the training
+configuration (``train.config.TrainConfig.flat``). Format 1, the runs written before the
+format had a number, has no ``format``, ``framework`` or ``channel_order`` and may lack
+``image_shape``; `read_meta` reads both. Importing this module loads no framework:
+training (its driver and every backend), the predictor's parent and the reports read run
+folders through it, beneath both training and prediction.
+"""
+import dataclasses
+import glob
+import json
+import os
+import re
+
+from data.atomic import atomic_open, write_json
+from data.images import KAGGLE_IMAGE_SHAPE
+from data.recordio import record_paths
+
+FORMAT_VERSION = 2
+# The weights' file format of a run: Gluon's ``.params`` in structural names, which both
+# backends write for the registered networks (``models.params_file`` reads it without MXNet).
+GLUON_PARAMS = "gluon-params"
+_EPOCH_FILE = re.compile(r"epoch-(\d{4,})\.json$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, incomplete or does not fit the network: the user's to
+    mend (every tool tells it in one line)."""
+
+
+class DamagedCheckpointError(CheckpointError):
+    """A checkpoint file that cannot be loaded (truncated by a full disk or an interrupted copy)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocessing:
+    """How a network's input is made from a decoded picture (``data.images.network_input``):
+    resized to `image_shape` (3, H, W), channels in `channel_order`, then
+    ``(pixel - mean) * scale``."""
+
+    image_shape: tuple
+    channel_order: str
+    mean: tuple
+    scale: float
+    normalization: str
+
+    def as_meta(self):
+        return {"image_shape": list(self.image_shape), "channel_order": self.channel_order, "mean": list(self.mean),
+                "scale": self.scale, "normalization": self.normalization}
+
+
+CHANNEL_ORDERS = ("RGB", "BGR")
+
+
+def preprocessing(meta):
+    """The `Preprocessing` of an epoch's metadata, of either format (format 1: RGB, as
+    MXNet's ``ImageRecordIter`` feeds the networks; raw 0-255 when it does not say; the
+    Kaggle picture size, 180 x 180, which every published recipe used, when it does not
+    record its input shape). A shape or channel order it cannot mean is a `CheckpointError`
+    naming the checkpoint."""
+    shape = meta.get("image_shape")
+    where = meta.get("params", "the checkpoint")
+    if shape and (len(shape) != 3 or shape[0] != 3):
+        raise CheckpointError("image_shape %s of %s: expected [3, height, width]" % (list(shape), where))
+    found = Preprocessing(tuple(shape or KAGGLE_IMAGE_SHAPE), meta.get("channel_order", "RGB"),
+                          tuple(meta.get("mean", (0.0, 0.0, 0.0))), float(meta.get("scale", 1.0)),
+                          meta.get("normalization", "raw"))
+    if found.channel_order not in CHANNEL_ORDERS:
+        raise CheckpointError("channel order %r of %s: expected one of %s" % (found.channel_order, where,
+                                                                          CHANNEL_ORDERS))
+    return found
+
+
+def epoch_meta(framework, network, classes, preprocess, config, record, dropout, dtype, num_workers,
+               config_overrides=None):
+    """The JSON of epoch ``record["epoch"]``: `record` is its line of ``metrics.jsonl``,
+    `config` the run's ``train.config.TrainConfig``, `config_overrides` the architecture
+    fields that differ from the registered network's (absent in older runs: none)."""
+    return dict(preprocess.as_meta(), format=FORMAT_VERSION, framework=framework, model=network, classes=classes,
+                config_overrides=config_overrides or {},
+                epoch=record["epoch"], args=config.flat(), metrics={"train": record["train"], "val": record["val"]},
+                history=record, dropout=dropout, dtype=dtype, num_workers=num_workers)
+
+
+def epoch_prefix(run_dir, epoch):
+    return os.path.join(run_dir, "epoch-%04d" % epoch)
+
+
+def params_path(run_dir, epoch):
+    return epoch_prefix(run_dir, epoch) + ".params"
+
+
+def states_path(run_dir, epoch):
+    return epoch_prefix(run_dir, epoch) + ".states"
+
+
+def complete_epochs(run_dir):
+    """Sorted epochs of `run_dir` whose JSON (written last) and parameters exist."""
+    epochs = []
+    for path in glob.glob(os.path.join(glob.escape(run_dir), "epoch-*.json")):
+        match = _EPOCH_FILE.search(os.path.basename(path))
+        if match and os.path.exists(params_path(run_dir, int(match.group(1)))):
+            epochs.append(int(match.group(1)))
+    return sorted(epochs)
+
+
+def latest_epoch(run_dir):
+    """The last complete epoch of `run_dir`, or None."""
+    epochs = complete_epochs(run_dir) if os.path.isdir(run_dir) else []
+    return epochs[-1] if epochs else None
+
+
+def resolve_checkpoint(run_dir_or_params_path, epoch=None):
+    """(run folder, epoch) of a run folder (its latest or the given epoch) or an ``epoch-NNNN.params`` path."""
+    path = run_dir_or_params_path
+    if os.path.isdir(path):
+        run_dir = path
+        if epoch is None:
+            epoch = latest_epoch(run_dir)
+            if epoch is None:
+                raise CheckpointError("run folder %s holds no complete checkpoint (epoch-NNNN.json)" % run_dir)
+    else:
+        match = re.search(r"epoch-(\d{4,})\.(params|json|states)$", os.path.basename(path))
+        if not match:
+            raise CheckpointError("%s is neither a run folder nor an epoch-NNNN.params checkpoint" % path)
+        run_dir, epoch = os.path.dirname(path) or ".", int(match.group(1))
+    if not os.path.exists(epoch_prefix(run_dir, epoch) + ".json"):
+        raise CheckpointError("epoch %d of %s is not complete (no %s)"
+                              % (epoch, run_dir, epoch_prefix(run_dir, epoch) + ".json"))
+    return run_dir, epoch
+
+
+def load_meta(run_dir, epoch):
+    """Epoch `epoch`'s JSON as written (either format)."""
+    path = epoch_prefix(run_dir, epoch) + ".json"
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except ValueError as err:
+        raise DamagedCheckpointError("%s cannot be read (%s): the checkpoint is damaged" % (path, err)) from None
+
+
+def read_meta(run_dir_or_params_path, epoch=None):
+    """The metadata of a checkpoint for prediction: the JSON of a run folder's latest (or
+    given) epoch or of an ``epoch-NNNN.params`` file, plus ``params`` (its weights' path)
+    and, for format-1 runs, ``format`` 1, ``framework`` ``mxnet`` and ``channel_order``."""
+    run_dir, epoch = resolve_checkpoint(run_dir_or_params_path, epoch)
+    meta = load_meta(run_dir, epoch)
+    return {"format": 1, "framework": "mxnet", "channel_order": preprocessing(meta).channel_order, **meta,
+            "params": params_path(run_dir, epoch)}
+
+
+def weights_format(meta):
+    """The format of the weights of the checkpoint whose metadata is `meta` (`GLUON_PARAMS`
+    for every run written so far)."""
+    return meta.get("weights_format", GLUON_PARAMS)
+
+
+def write_epoch_meta(run_dir, epoch, meta):
+    """Publish epoch `epoch`'s JSON: call it after its weights and optimizer state are written."""
+    write_json(epoch_prefix(run_dir, epoch) + ".json", dict(meta, epoch=epoch))
+
+
+def write_metrics_history(run_dir, epoch):
+    """Rewrite ``metrics.jsonl`` from the checkpoint JSONs of epochs 1..`epoch`; return its records.
+
+    The checkpoints are the record of truth: a run killed between its checkpoint and this
+    file, or resumed from an earlier epoch, still gets one line per epoch, and never lines
+    of epochs it is about to redo.
+    """
+    records = []
+    for done in range(1, epoch + 1):
+        if os.path.exists(epoch_prefix(run_dir, done) + ".json"):
+            records.append(load_meta(run_dir, done)["history"])
+    with atomic_open(os.path.join(run_dir, "metrics.jsonl"), "w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, sort_keys=True) + "\n")
+    return records
+
+
+def training_report(meta):
+    """The conversion report (``.report.json``) of the training ``.rec`` a checkpoint's
+    metadata `meta` names (its ``args``' ``data_train``), or None when the run does not say
+    or the report is not there (any more)."""
+    data_train = (meta.get("args") or {}).get("data_train")
+    if not data_train:
+        return None
+    try:
+        report = record_paths(data_train)[2]
+    except ValueError:
+        return None
+    return report if os.path.isfile(report) else None

@@ -1,0 +1,75 @@
+"""PyTorch weight files: state dicts read from disk, ImageNet backbones loaded into a network,
+and a run's Gluon-format weights as a state dict.
+
+A run of either backend keeps its weights in a Gluon ``.params`` file in structural names
+(``models.runs``): `gluon_weights_to_state` reads one with numpy (``models.params_file``)
+and maps its names to the PyTorch network's (``models.weight_convert``), for training's
+starts and resumes and for prediction.
+"""
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from models import params_file
+from models.weight_convert import BN_COUNTER, WeightConversionError, from_torchvision_names, gluon_to_torch
+
+
+def read_state_dict(path):
+    """``{name: tensor}`` of a PyTorch weight file: ``.safetensors``, or a plain state dict
+    saved by ``torch.save`` (``.pth``/``.pt``/``.bin``, read with ``weights_only``)."""
+    path = str(path)
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+        return load_file(path)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightConversionError("%s is not a plain state dict ({name: tensor})" % path)
+    return state
+
+
+def classifier_prefix(model):
+    """Module path of ``model``'s classifier plus ``.`` (``fc.``, ``classifier.``)."""
+    head = model.get_classifier()
+    return next(path for path, module in model.named_modules() if module is head) + "."
+
+
+@dataclass
+class BackboneReport:
+    """``loaded``: the model's backbone entries taken from the file; ``classifier``: the
+    file's classifier entries, left out (the model keeps its fresh classifier)."""
+
+    loaded: list = field(default_factory=list)
+    classifier: list = field(default_factory=list)
+
+
+def load_imagenet_backbone(model, weights):
+    """Copy every backbone entry of ``weights`` (a path or ``{name: tensor}`` in timm's
+    names; torchvision's legacy DenseNet names are accepted) into ``model``; the file's
+    classifier is left out. Every backbone entry of the model must be in the file with
+    its shape (batch-norm counters may be absent), and every non-classifier entry of the
+    file must fit the model. Returns a ``BackboneReport``."""
+    is_path = isinstance(weights, (str, os.PathLike))
+    state = from_torchvision_names(read_state_dict(weights) if is_path else dict(weights))
+    head = classifier_prefix(model)
+    own = model.state_dict()
+    report = BackboneReport(loaded=sorted(k for k in state if k in own and not k.startswith(head)),
+                            classifier=sorted(k for k in state if k.startswith(head)))
+    # Files saved before PyTorch 0.4.1 (torchvision's DenseNet) have no batch-norm counters.
+    missing = sorted(k for k in own if not k.startswith(head) and k not in state and not k.endswith(BN_COUNTER))
+    unexpected = sorted(k for k in state if k not in own and not k.startswith(head))
+    mismatched = ["%s (file %s, model %s)" % (k, tuple(state[k].shape), tuple(own[k].shape))
+                  for k in report.loaded if state[k].shape != own[k].shape]
+    if missing or unexpected or mismatched:
+        raise WeightConversionError("weights do not fit the model: missing %s; unexpected %s; shape mismatches %s"
+                                    % (missing[:8], unexpected[:8], mismatched[:8]))
+    model.load_state_dict({k: state[k] for k in report.loaded}, strict=False)
+    return report
+
+
+def gluon_weights_to_state(path, network):
+    """The PyTorch network's state dict (tensors) of a Gluon ``.params`` file of `network`
+    (structural names: a run's checkpoint, of either backend)."""
+    return {name: torch.from_numpy(np.ascontiguousarray(array))
+            for name, array in gluon_to_torch(network, params_file.load(path)).items()}
