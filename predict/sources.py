@@ -29,7 +29,7 @@ import numpy as np
 
 from data.bson_index import NO_CATEGORY, BsonIndex
 from data.errors import DataInputError
-from data.recordio import IR_HEADER, RecordFileError, iter_records
+from data.recordio import IR_HEADER, RecordFileError, iter_records, record_paths
 
 
 @dataclass
@@ -119,7 +119,7 @@ class RecSource:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path}: no such .rec file")
         self.path = path
-        self.idx_path = os.path.splitext(path)[0] + ".idx"
+        self.idx_path = record_paths(path)[1]
         self.total_images = _count_lines(self.idx_path) if os.path.isfile(self.idx_path) else None
         self.total_products = None
         if os.path.getsize(path) == 0:
