@@ -19,13 +19,13 @@ def _normalization_text(spec):
 
 
 def counting_backend(name=None):
-    """The backend that counts parameters: `name`, else the first installed one."""
-    installed = [backend for backend in BACKENDS.values() if backend.installed()]
-    chosen = BACKENDS[name] if name else (installed[0] if installed else None)
-    if chosen is None or not chosen.installed():
-        raise UserError("counting parameters needs a backend's framework installed (%s): none is" %
-                        ", ".join("%s: %s" % (b.name, b.package) for b in ([chosen] if chosen else BACKENDS.values())))
-    return chosen
+    """The backend that counts parameters: `name`, else the first one installed here."""
+    candidates = [BACKENDS[name]] if name else list(BACKENDS.values())
+    installed = [backend for backend in candidates if backend.installed()]
+    if not installed:
+        raise UserError("counting parameters needs the framework of %s installed (Python package %s)"
+                        % (" or ".join(b.name for b in candidates), " or ".join(b.package for b in candidates)))
+    return installed[0]
 
 
 def model_table(names=None, backend=None):
