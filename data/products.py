@@ -28,6 +28,34 @@ def product_hits(vectors, labels):
     return np.argmax(vectors, axis=-1) == labels
 
 
+def accuracy(correct, products):
+    """The product accuracy of `correct` right products out of `products` (0 for none)."""
+    return correct / max(products, 1)
+
+
+def _not_consecutive(product_id):
+    return ValueError("the images of product %s are not consecutive in the validation records; product-level "
+                      "accuracy needs the .rec in BSON file order" % product_id)
+
+
+def product_ranges(product_ids, parts):
+    """`parts` contiguous record ranges ``(start, stop)`` covering the records whose product
+    ids are `product_ids` (file order), cut only between products, each at the first product
+    starting at or after an even share of the records: each part scores whole products, so
+    the counts summed over the parts give the accuracy over all records (distributed
+    validation). ``ValueError`` when a product's images are not consecutive."""
+    product_ids = np.asarray(product_ids)
+    count = len(product_ids)
+    starts = np.flatnonzero(np.r_[True, product_ids[1:] != product_ids[:-1]][:count])    # each product's first
+    ids, repeats = np.unique(product_ids[starts], return_counts=True)
+    if (repeats > 1).any():
+        raise _not_consecutive(ids[repeats > 1][0])
+    boundaries = np.append(starts, count)
+    cuts = boundaries[np.searchsorted(boundaries, np.arange(1, parts) * count / parts)]
+    bounds = np.concatenate([[0], cuts, [count]]).astype(int)
+    return [(int(start), int(stop)) for start, stop in zip(bounds[:-1], bounds[1:])]
+
+
 class ProductAccuracy:
     """Product-level accuracy over records streamed in file order.
 
@@ -67,9 +95,7 @@ class ProductAccuracy:
         listed = product_ids.tolist()
         seen = sorted(self._closed.intersection(listed))
         if seen or len(set(listed)) != len(listed):
-            raise ValueError("the images of product %s are not consecutive in the validation records; "
-                             "product-level accuracy needs the .rec in BSON file order"
-                             % (seen[0] if seen else listed))
+            raise _not_consecutive(seen[0] if seen else listed)
 
     def _close(self, product_ids, sums, counts, labels):
         self._closed.update(product_ids.tolist())
@@ -85,4 +111,4 @@ class ProductAccuracy:
         """Close the last product and return the accuracy."""
         if self._open is not None:
             self._close_open()
-        return self.correct / max(self.products, 1)
+        return accuracy(self.correct, self.products)

@@ -11,7 +11,7 @@ from train.mxnet_backend import checkpoint
 def write_checkpoints(run_dir, epochs, model, classes, args):
     """Checkpoints of epochs 1..`epochs` in `run_dir` as training saves them, whose JSON names
     `model`, `classes` and the arguments `args` (a dict) and nothing else: a run folder of
-    format 1 (``train.run_folder``), as runs written before the format had a number; the
+    format 1 (``models.runs``), as runs written before the format had a number; the
     weights and the trainer state are those of a one-layer network after one Adam step."""
     net = mx.gluon.nn.Dense(3)
     net.initialize()

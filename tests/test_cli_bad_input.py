@@ -81,6 +81,10 @@ def ensemble(*args):
     return ["-m", "predict.ensemble", "--categories", "{categories}", *args]
 
 
+def train_options(*args):
+    return ["-m", "train.train", "--network", "dpn_tiny", "--data-train", "{missing}.rec", *args]
+
+
 CASES = {
     # id: (command line after the Python interpreter, the error line contains, output held locked)
     "bson2rec missing input": (bson2rec("{missing_bson}", "--out", "{out}/a.rec"), "{missing_bson}", None),
@@ -177,6 +181,21 @@ CASES = {
     "train locked run folder": (["-m", "train.train", "--network", "dpn_tiny", "--data-train", "{missing}.rec",
                                  "--model-dir", "{out}/locked_run"], "{out}/locked_run is being written by pid",
                                 "{out}/locked_run"),
+    # options the chosen backend does not honour (models.backends' capabilities and refusals)
+    "train --kv-store with PyTorch": (train_options("--backend", "torch", "--kv-store", "dist_sync"),
+                                      "--kv-store dist_sync needs --backend mxnet (PyTorch reduces gradients with "
+                                      "DistributedDataParallel under torchrun", None),
+    "train --decode-on device with MXNet": (train_options("--decode-on", "device"), "--decode-on device needs "
+                                            "--backend torch (MXNet's ImageRecordIter decodes in its own threads)",
+                                            None),
+    "train --dtype bfloat16 with MXNet": (train_options("--dtype", "bfloat16"), "--dtype bfloat16 needs --backend "
+                                          "torch (MXNet 1.9.1 has no bfloat16 training)", None),
+    "train --compile with MXNet": (train_options("--backend", "mxnet", "--compile"), "--compile needs --backend torch "
+                                   "(Gluon hybridizes its networks itself)", None),
+    "predict --compile without a backend": (predict("--input", "{test_bson}", "--models", "{out}", "--compile"),
+                                            "--compile needs --backend torch", None),
+    "predict --compile with MXNet": (predict("--input", "{test_bson}", "--models", "{out}", "--backend", "mxnet",
+                                             "--compile"), "--compile needs --backend torch", None),
     "launch no workers": (["-m", "train.mxnet_backend.launch", "-n", "0", "--", "true"], "--num-workers: must be at least 1", None),
     "models unknown network": (["-m", "models", "no_such_net"], "unknown model(s): no_such_net", None),
 }

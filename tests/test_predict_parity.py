@@ -1,7 +1,7 @@
 """Training's evaluation and predict see the same inputs and score products the same way.
 
 - The batches of training's validation iterator (MXNet's ``ImageRecordIter``, through
-  train.data_iter) equal predict's `network_input` of the decoded pictures,
+  train.mxnet_backend.record_iter) equal `data.images.network_input` of the decoded pictures,
   bit for bit, for pictures of the network's size and smaller ones; larger ones are
   centre-cropped by the iterator (the difference predict.preprocess documents).
 - The product accuracy training logs for an epoch is predict's ``mean.none`` with

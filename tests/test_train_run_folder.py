@@ -1,4 +1,4 @@
-"""The run-folder contract (``train.run_folder``) and the training configuration
+"""The run-folder contract (``models.runs``) and the training configuration
 (``train.config``): both formats of an epoch's JSON, and resuming a run written before
 the format had a number. No framework is needed: the weights are stand-in bytes."""
 import json

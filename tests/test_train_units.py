@@ -10,7 +10,7 @@ import pytest
 from data.errors import DataInputError
 from data.recordio import RecordFileError
 from helpers import write_rec, write_synthetic_dataset
-from data.products import ProductAccuracy
+from data.products import ProductAccuracy, product_ranges
 from models import training_log
 from models.training_log import read_training_log
 from train.schedule import learning_rate_at
@@ -75,6 +75,36 @@ def test_product_accuracy_rejects_shuffled_records():
     accuracy.update(np.eye(3), np.array([1, 2, 3]), np.array([0, 1, 2]))
     with pytest.raises(ValueError, match="not consecutive"):
         accuracy.update(np.eye(3)[:2], np.array([4, 1]), np.array([0, 0]))
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3, 7, 40])
+def test_product_ranges_cut_between_products_and_score_as_the_whole(parts):
+    """Distributed validation: contiguous ranges of whole products, as even as that allows
+    (empty ones past the last product), whose counts sum to those of all records."""
+    rng = np.random.RandomState(4)
+    product_ids = np.repeat(np.arange(100, 130), rng.randint(1, 5, 30))
+    labels = rng.randint(0, 7, 30)[product_ids - 100]
+    probs = rng.dirichlet(np.ones(7), len(product_ids))
+    whole = ProductAccuracy()
+    whole.update(probs, product_ids, labels)
+    whole.result()
+    ranges = product_ranges(product_ids, parts)
+    assert len(ranges) == parts and ranges[0][0] == 0 and ranges[-1][1] == len(product_ids)
+    assert all(stop == start for (_, stop), (start, _) in zip(ranges, ranges[1:]))
+    assert all(product_ids[start - 1] != product_ids[start] for start, _ in ranges[1:] if 0 < start < len(product_ids))
+    assert max(stop - start for start, stop in ranges) <= len(product_ids) / parts + 4
+    counts = []
+    for start, stop in ranges:
+        part = ProductAccuracy()
+        part.update(probs[start:stop], product_ids[start:stop], labels[start:stop])
+        part.result()
+        counts.append((part.correct, part.products))
+    assert tuple(map(sum, zip(*counts))) == (whole.correct, whole.products) and whole.products == 30
+
+
+def test_product_ranges_reject_a_product_that_comes_back():
+    with pytest.raises(ValueError, match="product 1 are not consecutive"):
+        product_ranges(np.array([1, 1, 2, 1]), 2)
 
 
 def test_running_sums_match_numpy():

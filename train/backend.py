@@ -37,6 +37,9 @@ class Backend(abc.ABC):
     """
 
     framework = None
+    # Whether every rank of a distributed run calls `evaluate` (each scores its share and the
+    # results are combined); otherwise only rank 0 validates, the others train on.
+    shares_validation = False
     # Set by `build`: the architecture fields that differ from the registered network's (a
     # model-zoo ResNeXt's widths read from its file, ``models.families.config_overrides``),
     # recorded in the run folder so that the run's network can be built again.
@@ -87,7 +90,8 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def take_window(self):
         """``(totals, samples)`` summed over the batches since the last call
-        (``train.metrics.metrics_from_totals`` reads them), and start a new window."""
+        (``train.metrics.metrics_from_totals`` reads them), and start a new window. Every
+        rank calls it at the same batches: a backend may sum the windows over the ranks."""
 
     @abc.abstractmethod
     def finish_epoch(self):
@@ -95,7 +99,8 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def evaluate(self, data):
-        """Image- and product-level metrics over the whole validation file of `data`."""
+        """Image- and product-level metrics over the whole validation file of `data`, on
+        rank 0, or on every rank with `shares_validation`."""
 
     @abc.abstractmethod
     def save(self, run_dir, epoch, meta):

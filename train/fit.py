@@ -235,8 +235,9 @@ def _log_arguments(logger, config, start):
 def run(config):
     """Train as `config` (a ``train.config.TrainConfig``) says; returns this process's per-epoch records.
 
-    Worker 0 (the only worker unless distributed) validates, writes the run
-    folder and logs to ``train.log``; other workers only train and log to the console.
+    Worker 0 (the only worker unless distributed) writes the run folder and logs to
+    ``train.log``; other workers log to the console. Worker 0 validates, with every other
+    worker when the backend shares validation (``Backend.shares_validation``).
     """
     backend = create_backend(config.compute.backend, config)
     # One writer per run folder: the chief holds its lock for the whole run (a second run
@@ -258,7 +259,8 @@ def _run(config, backend):
         logger.info("%s already holds epoch %d of --num-epochs %d: nothing to train", run_dir, start.epoch,
                     schedule.num_epochs)
         return []
-    data = prepare_data(config, chief, backend.num_workers, logger)
+    validates = chief or backend.shares_validation
+    data = prepare_data(config, validates, backend.num_workers, logger)
     logger.info("%d training images, %d batches of %d per epoch and worker, %d worker(s), %d device(s): %s",
                 data.train.num_records, data.num_batches, config.optimizer.batch_size, backend.num_workers,
                 len(backend.devices), backend.devices)
@@ -281,13 +283,11 @@ def _run(config, backend):
         for line in training_log.epoch_lines(epoch, "Train", {k: v for k, v in result.metrics.items() if k != metrics.LOSS}):
             logger.info(line)
         logger.info(training_log.time_cost_line(epoch, result.seconds))
+        val_metrics = backend.evaluate(data) if data.val is not None and validates else {}
         if not chief:
             continue
-        val_metrics = {}
-        if data.val is not None:
-            val_metrics = backend.evaluate(data)
-            for line in training_log.epoch_lines(epoch, "Validation", val_metrics):
-                logger.info(line)
+        for line in training_log.epoch_lines(epoch, "Validation", val_metrics):
+            logger.info(line)
         record = {"epoch": epoch + 1, "lr": result.lr, "time_cost": result.seconds,
                   "samples_per_sec": result.samples_per_sec, "train": dict(result.metrics), "val": dict(val_metrics)}
         save_epoch(config, data, backend, record, logger)

@@ -25,14 +25,18 @@ class UnsupportedArchitectureError(ValueError):
 
 def create_torch_model(name, classes, dropout=0.0, device=None, config_overrides=None):
     """The PyTorch twin of registered network ``name`` with a fresh ``classes``-way
-    classifier (``dropout`` > 0: dropout between pooled features and classifier), with
-    timm's default initialisation, in training mode, on ``device`` (default CPU).
-    ``config_overrides``: fields replacing those of the registered architecture, as a run
-    records them (``models.mxnet_nets.get_model``'s ``net.config_overrides``)."""
+    classifier (``dropout`` > 0: dropout between pooled features and classifier), initialised
+    as the Gluon network is (``models.torch_nets.initialise``), in training mode, on
+    ``device`` (default CPU). ``config_overrides``: fields replacing those of the registered
+    architecture, as a run records them (``models.mxnet_nets.get_model``'s
+    ``net.config_overrides``)."""
+    # Imported here, as the family builders are: this module loads no PyTorch, so that
+    # models.torch_nets.convert_weights converts .safetensors files with numpy alone.
+    from models.torch_nets.initialise import initialise_as_gluon
     if not 0.0 <= dropout < 1.0:
         raise ValueError("dropout must be in [0, 1), got %r" % dropout)
     _, config = families.architecture(name, config_overrides)
-    return families.family_of(name).builder(BACKEND).build(config, classes, dropout, device)
+    return initialise_as_gluon(families.family_of(name).builder(BACKEND).build(config, classes, dropout, device))
 
 
 def count_parameters(name, classes=1000):

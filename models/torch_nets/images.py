@@ -1,6 +1,6 @@
 """Pictures decoded and resized on a PyTorch device: batched nvJPEG on a CUDA GPU.
 
-The option ``--decode-on device`` of training (train.torch_data) and prediction
+The option ``--decode-on device`` of training (train.torch_backend.loader) and prediction
 (predict.torch_runner) decodes the JPEG bytes of a whole batch with one call of
 ``torchvision.io.decode_jpeg(..., device=...)``: on a CUDA GPU that is nvJPEG's batched
 decoder (25,000-33,000 Cdiscount pictures a second on one H200, against OpenCV's

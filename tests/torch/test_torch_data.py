@@ -1,4 +1,4 @@
-"""Units of the PyTorch input (``train.torch_data``) and the backend's device choice."""
+"""Units of the PyTorch input (``train.torch_backend.loader``, ``train.inputs``) and the backend's device choice."""
 import itertools
 
 import cv2

@@ -1,6 +1,9 @@
-"""The PyTorch twins: one per registered network, timm's architectures, published sizes."""
+"""The PyTorch twins: one per registered network, timm's architectures, published sizes, and
+fresh layers initialised as Gluon's."""
+import re
 import sys
 
+import numpy as np
 import pytest
 import timm
 import torch
@@ -12,7 +15,7 @@ from models.specs import get_spec, list_models
 from models.torch_nets import densenet
 from models.torch_nets.build import UnsupportedArchitectureError, create_torch_model
 from models.weight_convert import parameter_pairs
-from twin_helpers import BIG, BIG_MXNET, TINY
+from twin_helpers import BIG, BIG_MXNET, TINY, run_gluon_side
 
 # Our name -> the timm model whose ImageNet files the twin must take as they are.
 TIMM_NAMES = {"dpn68": "dpn68", "dpn92": "dpn92", "dpn98": "dpn98", "dpn107": "dpn107", "dpn131": "dpn131",
@@ -114,3 +117,35 @@ def test_unknown_network_and_unsupported_configuration_are_reported():
         create_torch_model("dpn93", 10)
     with pytest.raises(UnsupportedArchitectureError, match="growth"):
         densenet.build(DenseNetConfig(48, 16, (1, 1)), 10, 0.0, None)
+
+
+# The layers a run starts fresh: DPN-92's new classifier, the squeeze-excitations of an
+# SE-ResNeXt started from a ResNeXt run (the reference's M11 and M13).
+FRESH_LAYERS = {"dpn92": r"^output\.", "se_resnext101_32x4d": r"\.se\."}
+
+
+def test_fresh_layers_start_from_gluons_distribution(tmp_path):
+    """Weights N(0, sqrt(2 / fan_in)) and biases 0 on both backends (the Gluon side's
+    ``DEFAULT_INITIALIZER``): the classifier's std within 1% on each (0.0273 for DPN-92's 2688
+    features; timm's gave 0.0111 and non-zero biases), every SE layer's within 10% (4096 to
+    262144 values a layer) and all SE layers' together within 1%."""
+    pairs = {network: {p.gluon: p.torch for p in parameter_pairs(network) if p.gluon and re.search(pattern, p.gluon)}
+             for network, pattern in FRESH_LAYERS.items()}
+    run_gluon_side([{"op": "init", "name": network, "classes": 1000, "params": sorted(pairs[network]),
+                     "out": str(tmp_path / (network + ".npz"))} for network in FRESH_LAYERS], tmp_path, "init")
+    for network in FRESH_LAYERS:
+        torch.manual_seed(0)
+        state = create_torch_model(network, 1000).state_dict()
+        with np.load(tmp_path / (network + ".npz")) as gluon:
+            sides = {"mxnet": {name: gluon[name] for name in gluon.files},
+                     "torch": {name: state[pairs[network][name]].numpy() for name in pairs[network]}}
+        for side, values in sides.items():
+            weights = {name: array for name, array in values.items() if name.endswith(".weight")}
+            assert all(not values[name].any() for name in values if name.endswith(".bias")), (network, side)
+            normalised = {name: array.reshape(len(array), -1) * np.sqrt(array.reshape(len(array), -1).shape[1] / 2)
+                          for name, array in weights.items()}
+            stds = {name: array.std() for name, array in normalised.items()}
+            assert all(abs(std - 1) < (0.01 if network == "dpn92" else 0.1) for std in stds.values()), (network, side,
+                                                                                                        stds)
+            pooled = np.concatenate([array.ravel() for array in normalised.values()])
+            assert abs(pooled.std() - 1) < 0.01 and abs(pooled.mean()) < 0.01, (network, side, pooled.std())

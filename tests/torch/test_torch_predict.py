@@ -110,7 +110,7 @@ def test_an_ensemble_mixes_prediction_folders_of_both_frameworks(world, torch_pr
 
 def as_pytorch_run(run, folder):
     """A copy of Gluon run `run` as the PyTorch backend saves a run: the same weights in
-    Gluon's format and names (train.backend_torch), the JSON saying ``framework: torch``."""
+    Gluon's format and names (train.torch_backend), the JSON saying ``framework: torch``."""
     copy = os.path.join(str(folder), os.path.basename(run) + "_torch")
     shutil.copytree(run, copy)
     meta_path = os.path.join(copy, "epoch-0001.json")

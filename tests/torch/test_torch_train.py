@@ -1,22 +1,26 @@
-"""The PyTorch training backend (``train.backend_torch``) on the CPU: it learns, resumes
-bit-exactly, accumulates as a larger batch does, and 2 gloo processes train as 1 process
-with the same global batch; ``train/train.py --backend torch`` writes the run folder."""
+"""The PyTorch training backend (``train.torch_backend``) on the CPU: it learns, resumes
+bit-exactly, accumulates as a larger batch does, 2 gloo processes train, log and validate
+as 1 process with the same global batch, and frozen batch norms keep their statistics as
+MXNet's do; ``train/train.py --backend torch`` writes the run folder."""
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+from data.products import product_ranges
+from data.record_file import open_record_file, read_record_headers
 from models import params_file
 from torch_recs import write_dataset
 from train import fit
 from train.args import parse_config
 from models.torch_nets.weights import gluon_weights_to_state
 from models import runs
-from twin_helpers import assert_same_outputs, images, run_gluon_side
+from twin_helpers import assert_same_outputs, images, require_mxnet, run_gluon_side, run_python
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
@@ -34,6 +38,14 @@ def one_epoch_run(dataset, tmp_path_factory):
     return run_dir
 
 
+@pytest.fixture(scope="module")
+def dpn_run(dataset, tmp_path_factory):
+    """A run folder holding one epoch of ``dpn_tiny`` trained by the PyTorch backend."""
+    run_dir = tmp_path_factory.mktemp("torch_runs") / "dpn"
+    train_here(dataset, run_dir, "--num-epochs", "1", "--network", "dpn_tiny")
+    return run_dir
+
+
 def options(dataset, run_dir, *extra):
     train, val = dataset
     return ["--backend", "torch", "--data-train", train, "--data-val", val, "--num-classes", "4",
@@ -46,8 +58,35 @@ def train_here(dataset, run_dir, *extra):
     return fit.run(parse_config(options(dataset, run_dir, *extra)))
 
 
+def train_with_mxnet(dataset, run_dir, *extra):
+    """Train the same way with the MXNet backend, in a child process."""
+    require_mxnet()
+    run_python([os.path.join(REPO, "train", "train.py"), *options(dataset, run_dir, *extra), "--backend", "mxnet"])
+
+
+def torchrun_two_processes(dataset, run_dir, *extra):
+    """Train with 2 gloo processes under torchrun (batch 16 each)."""
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           os.path.join(REPO, "train", "train.py"), *options(dataset, run_dir, *extra)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
 def weights(run_dir, epoch):
     return params_file.load(runs.params_path(str(run_dir), epoch))
+
+
+def metric_records(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def batch_lines(run_dir):
+    """The metric values of every ``Epoch[e] Batch [n]`` line of a run's log (not the speed)."""
+    log = (run_dir / "train.log").read_text()
+    lines = re.findall(r"Epoch\[\d+\] Batch \[\d+\]\tSpeed: [\d.]+ samples/sec\t(.*)", log)
+    return [float(value) for line in lines for value in re.findall(r"=([\d.]+)", line)]
 
 
 def assert_same_weights(a, b, rtol=0.0, atol=0.0):
@@ -118,17 +157,41 @@ def test_two_gloo_processes_equal_one_process(dataset, tmp_path):
     the parts of one process's batch update one copy in turn."""
     extra = ("--num-epochs", "1", "--optimizer", "sgd", "--lr", "0.02")
     train_here(dataset, tmp_path / "one", "--batch-size", "32", "--cpu-devices", "2", *extra)
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                           os.path.join(REPO, "train", "train.py"),
-                           *options(dataset, tmp_path / "two", *extra)],
-                          cwd=REPO, capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, OMP_NUM_THREADS="1"))
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = torchrun_two_processes(dataset, tmp_path / "two", *extra)
     assert "worker 1 of 2" in done.stderr + done.stdout
     assert runs.load_meta(str(tmp_path / "two"), 1)["num_workers"] == 2
     one, two = ({name: array for name, array in weights(tmp_path / run, 1).items() if "running_" not in name}
                 for run in ("one", "two"))
     assert_same_weights(one, two, rtol=1e-4, atol=1e-6)
+    # the training metrics count both processes' images (rank 0's alone: loss 0.8043 against 0.8091)
+    [one], [two] = (metric_records(tmp_path / run) for run in ("one", "two"))
+    assert two["train"] == pytest.approx(one["train"], rel=1e-6)
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_log_and_validate_as_one_process(dataset, tmp_path):
+    """Each of 2 processes validates its contiguous range of whole products (the middle
+    record of the validation file is inside a product: the cut moves to the product's end),
+    and the sums over both give the figures of one process with 2 devices: the same product
+    accuracy, exactly, and training metrics in every log line and in ``metrics.jsonl``.
+    Frozen epochs, so that both hold the same batch-norm statistics (DistributedDataParallel
+    keeps rank 0's, while the 2 parts of one process's batch update one copy in turn)."""
+    headers = read_record_headers(open_record_file(dataset[1]))
+    [(_, cut), _] = product_ranges(headers.product_ids, 2)
+    middle = len(headers.product_ids) // 2
+    assert cut > middle and headers.product_ids[middle - 1] == headers.product_ids[middle]
+    extra = ("--num-epochs", "2", "--freeze-epochs", "2", "--optimizer", "sgd", "--lr", "0.05")
+    train_here(dataset, tmp_path / "one", "--batch-size", "32", "--cpu-devices", "2", *extra)
+    torchrun_two_processes(dataset, tmp_path / "two", *extra)
+    one, two = (metric_records(tmp_path / run) for run in ("one", "two"))
+    for a, b in zip(one, two):
+        assert b["val"]["product_accuracy"] == a["val"]["product_accuracy"]
+        assert b["val"]["accuracy"] == a["val"]["accuracy"]
+        assert b["val"]["cross-entropy"] == pytest.approx(a["val"]["cross-entropy"], rel=1e-6)
+        assert b["train"] == pytest.approx(a["train"], rel=1e-6)
+    assert 0.1 < one[0]["val"]["product_accuracy"] < 0.9     # neither all products right nor none
+    logged = [batch_lines(tmp_path / run) for run in ("one", "two")]
+    assert logged[0] and logged[1] == pytest.approx(logged[0], abs=2e-6)
 
 
 def test_from_run_with_a_freeze_phase_trains_only_the_classifier(dataset, one_epoch_run, tmp_path):
@@ -199,3 +262,90 @@ def test_another_networks_run_starts_the_shared_layers(dataset, one_epoch_run, t
     assert len(shared) < len([name for name in child if "running_" not in name])
     assert_same_weights({name: child[name] for name in shared}, {name: parent[name] for name in shared})
     assert "copied the classifier" in (tmp_path / "se" / "train.log").read_text()
+
+
+# (parent run, network, --freeze-keep): the default, every batch norm frozen (the issue's
+# dpn_tiny); the squeeze-excitations of an SE-ResNeXt started from a ResNeXt (M11/M13), which
+# a gradient reaches from the second stage on, but not the first stage's shortcut.
+FROZEN_CASES = [("dpn", "dpn_tiny", r"^output\."), ("resnext", "se_resnext_tiny", r"\.se\.")]
+
+
+@pytest.mark.parametrize("parent, network, keep", FROZEN_CASES, ids=[case[1] for case in FROZEN_CASES])
+def test_frozen_batchnorms_keep_their_statistics_as_mxnets_do(dataset, one_epoch_run, dpn_run, tmp_path, parent,
+                                                             network, keep):
+    """After a frozen epoch from the same weights, the MXNet and PyTorch backends have moved
+    the statistics of the same batch norms (those a gradient reaches) and kept the others
+    bit for bit (PyTorch moved them all before)."""
+    parent_run = {"dpn": dpn_run, "resnext": one_epoch_run}[parent]
+    extra = ("--num-epochs", "1", "--network", network, "--from-run", str(parent_run), "--freeze-epochs", "1",
+             "--freeze-keep", keep, "--lr", "1e-2")
+    train_with_mxnet(dataset, tmp_path / "mxnet", *extra)
+    train_here(dataset, tmp_path / "torch", *extra)
+    start = {name: array for name, array in weights(parent_run, 1).items() if "running_" in name}
+    after = {backend: weights(tmp_path / backend, 1) for backend in ("mxnet", "torch")}
+    moved = {backend: sorted(name for name in start if not np.array_equal(run[name], start[name]))
+             for backend, run in after.items()}
+    expected = [] if network == "dpn_tiny" else sorted(name for name in start if not name.startswith(("features.1.",
+                                                                                                     "features.4.")))
+    assert moved["torch"] == moved["mxnet"] == expected
+    for name in set(start) - set(expected):
+        np.testing.assert_array_equal(after["torch"][name], after["mxnet"][name], err_msg=name)
+
+
+def test_nag_resumes_bit_exactly_and_older_sgd_states_convert(dataset, tmp_path):
+    """MXNet's momentum rule (``--optimizer nag``, a learning-rate step at the resume) resumes
+    bit for bit; a checkpoint of before it, holding ``torch.optim.SGD``'s momentum, resumes
+    with its momentum converted (a warning says so) to the same weights within float32
+    rounding (1e-5 relative)."""
+    import torch
+    from models.torch_nets.build import create_torch_model
+    from train.torch_backend.backend import decays
+    extra = ("--optimizer", "nag", "--lr", "0.02", "--lr-step-epochs", "1")
+    train_here(dataset, tmp_path / "straight", "--num-epochs", "2", *extra)
+    train_here(dataset, tmp_path / "resumed", "--num-epochs", "1", *extra)
+    shutil.copytree(tmp_path / "resumed", tmp_path / "older")
+    states = runs.states_path(str(tmp_path / "older"), 1)
+    saved = torch.load(states, weights_only=True)
+    named = list(create_torch_model("resnext_tiny", 4).named_parameters())
+    sgd = torch.optim.SGD([{"params": [p for n, p in named if decays(n)]},
+                           {"params": [p for n, p in named if not decays(n)]}], lr=0.02, momentum=0.9, nesterov=True)
+    mxnet_state = saved["optimizer"]
+    sgd.load_state_dict({"state": {index: {"momentum_buffer": entry["mxnet_momentum"] / -0.02}
+                                   for index, entry in mxnet_state["state"].items()},
+                         "param_groups": [dict(group, lr=0.02, weight_decay=mine["weight_decay"])
+                                          for group, mine in zip(sgd.state_dict()["param_groups"],
+                                                                 mxnet_state["param_groups"])]})
+    torch.save(dict(saved, optimizer=sgd.state_dict()), states)
+    train_here(dataset, tmp_path / "resumed", "--num-epochs", "2", "--resume", *extra)
+    train_here(dataset, tmp_path / "older", "--num-epochs", "2", "--resume", *extra)
+    assert_same_weights(weights(tmp_path / "straight", 2), weights(tmp_path / "resumed", 2))
+    assert "holds torch.optim.SGD's momentum" in (tmp_path / "older" / "train.log").read_text()
+    assert_same_weights(weights(tmp_path / "resumed", 2), weights(tmp_path / "older", 2), rtol=1e-5, atol=1e-6)
+
+
+def test_frozen_batchnorms_normalise_with_the_batch_and_get_their_momentum_back():
+    """While frozen, a batch norm no gradient reaches still normalises with the batch's
+    statistics (training mode) and keeps its running ones; unfrozen, it updates them again."""
+    import torch
+    from models.torch_nets.build import create_torch_model
+    from train.torch_backend import frozen_batchnorm
+    torch.manual_seed(3)
+    model = create_torch_model("se_resnext_tiny", 4)
+    x = torch.rand(4, 3, 32, 32) * 255
+    frozen = {name for name, _ in model.named_parameters() if ".se." not in name}
+    stale = frozen_batchnorm.stale_batchnorms(model, frozen, x[:1])
+    # the first stage's shortcut is registered after a trained SE layer but takes no gradient from it
+    assert stale == ["bn1", "layer1.0.bn1", "layer1.0.bn2", "layer1.0.bn3", "layer1.0.downsample.1"]
+    assert model.training and all(p.requires_grad for p in model.parameters() if p.dtype.is_floating_point)
+    momenta = frozen_batchnorm.keep_statistics(model, stale)
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items() if "running_" in name}
+    trained = model(x)
+    after = model.state_dict()
+    assert all(torch.equal(after[name], before[name]) == name.startswith(("bn1.", "layer1.")) for name in before)
+    with torch.no_grad():
+        assert (trained - model.eval()(x)).abs().max() > 1e-3      # the running statistics give other outputs
+    model.train()
+    frozen_batchnorm.restore_momenta(model, momenta)
+    assert model(x).shape == trained.shape and not torch.equal(model.state_dict()["bn1.running_mean"],
+                                                               before["bn1.running_mean"])
+    assert model.bn1.momentum == 0.1

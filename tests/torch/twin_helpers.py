@@ -48,11 +48,16 @@ def run_python(args):
     return result
 
 
-def run_gluon_side(jobs, folder, label):
-    """Run ``jobs`` (see gluon_side.py) in one MXNet child process; skips the calling test
-    where MXNet is not installed (``make venv BACKEND=torch``, the GPU machines)."""
+def require_mxnet():
+    """Skip the calling test where MXNet is not installed (``make venv BACKEND=torch``, the
+    GPU machines)."""
     if importlib.util.find_spec("mxnet") is None:
         pytest.skip("MXNet is not installed: the Gluon side cannot run")
+
+
+def run_gluon_side(jobs, folder, label):
+    """Run ``jobs`` (see gluon_side.py) in one MXNet child process (`require_mxnet`)."""
+    require_mxnet()
     path = os.path.join(str(folder), "%s.jobs.json" % label)
     with open(path, "w", encoding="utf-8") as f:
         json.dump(jobs, f)

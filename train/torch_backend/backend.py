@@ -7,7 +7,10 @@ is the same, so are the log lines, ``metrics.jsonl``, ``curves.png`` and the run
 
 Devices: ``--devices gpu:N`` trains on ``cuda:N``, ``--devices cpu`` on the CPU; one device per
 process, several through ``torchrun`` (DistributedDataParallel: NCCL on GPUs, gloo on
-CPUs; each process reads its own shard, ``loader.epoch_order``). ``--cpu-devices k``
+CPUs; each process reads its own shard, ``loader.epoch_order``). Every rank counts: the
+training metrics of the log and ``metrics.jsonl`` (and the speed) are summed over the ranks
+(`TorchBackend.take_window`), and each rank validates its share of the validation products
+(`TorchBackend.evaluate`), so the figures are those of one process. ``--cpu-devices k``
 splits each batch into k parts with batch norms of their own, as MXNet's k CPU contexts
 do, so one process can stand for k workers (the tests compare them). On GPUs:
 channels_last, cuDNN autotuning, ``--dtype bfloat16`` (autocast) or ``float16`` (autocast
@@ -30,14 +33,17 @@ optimizer's state dict, the loss scaler's and the batch-norm counters, which the
 format has no place for: with both a resume is bit-exact on the CPU.
 
 Optimizers: ``torch.optim``'s NAdam (the same momentum schedule as ``train.mxnet_backend.optim.NAdam``,
-``momentum_decay`` 0.004), Adam, SGD and NAG (SGD with ``nesterov``), with L2 weight decay
-on weights and batch-norm gammas only (`decays`), and none for Adam/NAdam
-with ``--wd-sgd-only``, as in the Gluon path. PyTorch's SGD momentum buffer holds
-gradients where MXNet's holds lr-scaled steps: the two agree at a constant rate.
+``momentum_decay`` 0.004) and Adam; SGD and NAG as MXNet computes them, the learning rate
+inside the momentum (``train.torch_backend.optim``); L2 weight decay on weights and
+batch-norm gammas only (`decays`), and none for Adam/NAdam with ``--wd-sgd-only``, as in
+the Gluon path. Fresh layers (a new classifier, the squeeze-excitations of an SE-ResNeXt
+started from a ResNeXt) start as Gluon's (``models.torch_nets.initialise``).
 
 Freezing: ``--freeze-keep`` is a regex over the Gluon structural names (``^output\\.``);
 a PyTorch parameter stays trainable while frozen when its Gluon name matches
 (``models.weight_convert.parameter_pairs``), so one pattern means the same layers for both.
+The batch norms that no gradient reaches keep their statistics while frozen, as MXNet's do
+(``train.torch_backend.frozen_batchnorm``).
 """
 import atexit
 import contextlib
@@ -52,7 +58,7 @@ from torch import distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from data.atomic import atomic_path
-from data.products import ProductAccuracy
+from data.products import ProductAccuracy, accuracy, product_ranges
 from data.record_file import DataFileError
 from models import params_file, runs
 from models.torch_nets.build import UnsupportedArchitectureError, create_torch_model
@@ -64,7 +70,8 @@ from train import metrics
 from train.backend import Backend
 from train.config import ADAPTIVE_OPTIMIZERS
 from train.inputs import epoch_order, train_epoch_seed
-from train.torch_backend import loader
+from train.torch_backend import frozen_batchnorm, loader
+from train.torch_backend.optim import MXNetMomentum, is_torch_sgd_state
 
 AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -193,7 +200,7 @@ def create_optimizer(model, settings):
         return torch.optim.NAdam(groups, lr=settings.lr, momentum_decay=0.004)
     if settings.optimizer == "adam":
         return torch.optim.Adam(groups, lr=settings.lr)
-    return torch.optim.SGD(groups, lr=settings.lr, momentum=settings.mom, nesterov=settings.optimizer == "nag")
+    return MXNetMomentum(groups, lr=settings.lr, momentum=settings.mom, nesterov=settings.optimizer == "nag")
 
 
 def kept_while_frozen(network, model, pattern):
@@ -213,6 +220,7 @@ class TorchBackend(Backend):
     """`Backend` over PyTorch: one device per process, DistributedDataParallel across processes."""
 
     framework = "torch"
+    shares_validation = True
     user_errors = (TorchDeviceError, FreezePatternError, WeightConversionError, params_file.ParamsFormatError,
                    UnsupportedArchitectureError)
     framework_errors = (torch.cuda.OutOfMemoryError,)
@@ -237,7 +245,8 @@ class TorchBackend(Backend):
         self.rank, self.num_workers = join_process_group(self.device)
         self.autocast = AUTOCAST_DTYPES.get(config.network.dtype)
         self.model = self.trained = self.optimizer = self.scaler = None
-        self._spec = self._trainable = self._kept = self.frozen = None
+        self._spec = self._example = self._trainable = self._kept = self.frozen = None
+        self._momenta = {}          # of the batch norms that keep their statistics while frozen
         self._pending = 0
         self._window = self._new_window()
 
@@ -285,6 +294,7 @@ class TorchBackend(Backend):
             model = model.to(self.device, memory_format=torch.channels_last)
         self.model = model.train()
         self._spec = data.spec
+        self._example = torch.zeros((1, *data.image_shape), device=self.device)
         # The fixed gammas of MXNet's ``fix_gamma`` batch norms are never trained.
         self._trainable = {name for name, param in model.named_parameters() if param.requires_grad}
         self._kept = kept_while_frozen(network.network, model, self.config.schedule.freeze_keep)
@@ -292,14 +302,25 @@ class TorchBackend(Backend):
         self.scaler = torch.amp.GradScaler("cuda", enabled=network.dtype == "float16")
         if start.states is not None:
             saved = self._load_states(start.states)
+            if is_torch_sgd_state(saved["optimizer"]):
+                logger.warning("%s holds torch.optim.SGD's momentum (a PyTorch run of before MXNet's momentum rule): "
+                               "converted to MXNet's at the learning rate of its last step", start.states)
             self.optimizer.load_state_dict(saved["optimizer"])
             self.scaler.load_state_dict(saved["scaler"])
             model.load_state_dict(saved["counters"], strict=False)
             logger.info("resuming after epoch %d with the optimizer state of %s", start.epoch, start.states)
 
     def set_frozen(self, frozen):
+        """Also gives the batch norms that no gradient reaches while frozen momentum 0, and
+        their momenta back when unfrozen (``frozen_batchnorm``), before the module the step
+        calls is rebuilt (``torch.compile`` reads the momenta when it traces)."""
         if frozen == self.frozen:
             return False
+        frozen_batchnorm.restore_momenta(self.model, self._momenta)
+        self._momenta = {}
+        if frozen:
+            stale = frozen_batchnorm.stale_batchnorms(self.model, self._trainable - self._kept, self._example)
+            self._momenta = frozen_batchnorm.keep_statistics(self.model, stale)
         for name, param in self.model.named_parameters():
             if name in self._trainable:
                 param.requires_grad_(not frozen or name in self._kept)
@@ -355,19 +376,36 @@ class TorchBackend(Backend):
         return x.shape[0]
 
     def take_window(self):
-        window, self._window = self._window, self._new_window()
-        return window[0].cpu().numpy(), window[1]
+        """The window's sums and sample count over every rank (one all-reduce of 5 numbers)."""
+        (sums, samples), self._window = self._window, self._new_window()
+        totals = self._summed(torch.cat([sums, sums.new_tensor([samples])])).cpu().numpy()
+        return totals[:4], int(totals[4])
+
+    def _summed(self, values):
+        """`values` (a float64 tensor on the device) summed over the ranks of a distributed run."""
+        if self.num_workers > 1:
+            dist.all_reduce(values)
+        return values
 
     def finish_epoch(self):
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
     def evaluate(self, data):
-        """Image and product metrics over the whole validation file, in file order, with the
-        model itself (not its distributed wrapper: only the chief validates)."""
+        """Image and product metrics over the whole validation file, every rank taking part:
+        each scores the records of its contiguous range of whole products (``data.products.
+        product_ranges``), in file order, with the model itself (not its distributed wrapper),
+        whose batch-norm statistics are first made rank 0's on every rank; the counts and sums
+        are then added over the ranks, so the product accuracy is the one-process figure
+        exactly, in a share of the time (rank 0 alone kept the others waiting in the next
+        collective, at the risk of its timeout)."""
         headers, top_k = data.val_headers, self.config.logging.top_k
-        sums, products, position = torch.zeros(4, dtype=torch.float64, device=self.device), ProductAccuracy(), 0
-        order = np.arange(data.val.num_records)
+        start, stop = product_ranges(headers.product_ids, self.num_workers)[self.rank]
+        sums, products, position = torch.zeros(4, dtype=torch.float64, device=self.device), ProductAccuracy(), start
+        order = np.arange(start, stop)
+        if self.num_workers > 1:
+            for buffer in self.model.buffers():
+                dist.broadcast(buffer, 0)
         self.model.eval()
         with torch.no_grad():
             for pixels, labels in loader.batches(data.val, order, self.config.optimizer.batch_size,
@@ -387,8 +425,11 @@ class TorchBackend(Backend):
                                 expected)
                 position += size
         self.model.train()
-        values = metrics.metrics_from_totals(sums.cpu().numpy(), position, top_k)
-        values[metrics.PRODUCT_ACCURACY] = products.result()
+        products.result()
+        counts = sums.new_tensor([position - start, products.correct, products.products])
+        totals = self._summed(torch.cat([sums, counts])).cpu().numpy()
+        values = metrics.metrics_from_totals(totals[:4], int(totals[4]), top_k)
+        values[metrics.PRODUCT_ACCURACY] = accuracy(int(totals[5]), int(totals[6]))
         return values
 
     def save(self, run_dir, epoch, meta):
