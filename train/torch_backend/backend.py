@@ -322,8 +322,8 @@ class TorchBackend(Backend):
         order = epoch_order(data.train.num_records, epoch_seed, self.config.optimizer.batch_size,
                                        self.rank, self.num_workers)
         return loader.batches(data.train, order, self.config.optimizer.batch_size, data.image_shape,
-                                  data.augmentation, epoch_seed, self.config.data.data_nthreads,
-                                  self.config.data.decode_on, self.device)
+                              data.augmentation, epoch_seed, self.config.data.data_nthreads,
+                              self.config.data.decode_on, self.device, num_classes=self.config.data.num_classes)
 
     def _input(self, pixels, spec):
         return loader.normalise(pixels, spec.mean, spec.scale, self.device, self.device.type == "cuda")
@@ -373,7 +373,7 @@ class TorchBackend(Backend):
             for pixels, labels in loader.batches(data.val, order, self.config.optimizer.batch_size,
                                                      data.image_shape, workers=self.config.data.data_nthreads,
                                                      decode_on=self.config.data.decode_on, device=self.device,
-                                                     drop_last=False):
+                                                     drop_last=False, num_classes=self.config.data.num_classes):
                 with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
                     logits = self.model(self._input(pixels, data.spec)).float()
                 size = len(labels)
