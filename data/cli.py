@@ -32,6 +32,9 @@ from data.errors import DataInputError
 from data.locks import OutputLockedError
 
 
+INTERRUPTED = 130     # the exit status after Ctrl-C (128 + SIGINT, as a shell reports it)
+
+
 class UserError(Exception):
     """An error the user can fix (bad option, missing file): reported as one line."""
 
@@ -178,7 +181,7 @@ def command(prog):
                 # no registry holds; its __del__ fails at exit. Nothing after this line is news.
                 sys.unraisablehook = _ignore_unraisable
                 print(f"{prog}: interrupted", file=sys.stderr, flush=True)
-                raise SystemExit(130) from None
+                raise SystemExit(INTERRUPTED) from None
             except Exception as error:
                 report_error(prog, error, debug="--debug" in args)
                 raise SystemExit(2) from None

@@ -43,7 +43,8 @@ class Backend:
     ``compiles``: whether ``--compile`` means anything to it; ``launcher``: how it spreads
     one run over several GPUs or machines, and ``relauncher``: the module whose
     ``relaunch(config, argv)`` gives the command that runs a training command line again
-    in several processes (None: one process drives every device); ``weight_formats``: the
+    in several processes (None: one process drives every device) and whose
+    ``check_devices(config)`` refuses, before that, devices the machine lacks; ``weight_formats``: the
     run folders' weight formats (``models.runs.weights_format``) it loads; ``gpus``: which
     GPUs it runs on; ``refusals``: why an option it does not honour means nothing to it,
     by option (the refusal's line says so).

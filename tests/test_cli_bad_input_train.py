@@ -63,6 +63,9 @@ def inputs(tmp_path_factory):
         f.truncate(100)
     # (the records before the bad picture are the same in both files, and so its offset)
     offset = int(read_idx(os.path.join(folder, "random_bytes.idx"))[n // 2])
+    for suffix in ("pth", "safetensors"):                                      # ImageNet weights of random bytes
+        with open(os.path.join(folder, "garbage." + suffix), "wb") as f:
+            f.write(bytes(np.random.RandomState(1).randint(0, 256, 5000, np.uint8)))
     # A record changed after the conversion, the .idx and report kept (issue 21): one in the middle of
     # a file of 300 records, which open_record_file's 101 samples leave out (read only where it is used).
     many = write_synthetic_rec(os.path.join(folder, "many"), 150, NUM_CLASSES, seed=5)[0]
@@ -117,6 +120,14 @@ CASES = [
      "argument --batch-size: must be at least 1, got -16"),
     ("negative epoch size", ["--data-train", "{train}", "--epoch-size", "-5"],
      "--epoch-size must be 0 (a full pass) or more"),
+    *[(f"garbage ImageNet weights (.{suffix})", ["--backend", "torch", "--data-train", "{train}", "--pretrained",
+                                                 "{folder}/garbage.%s" % suffix],
+       "{folder}/garbage.%s cannot be read as PyTorch weights (%s: " % (suffix, error))
+      for suffix, error in (("pth", "UnpicklingError"), ("safetensors", "SafetensorError"))],
+    # checked before torchrun starts (which printed it once per process, then its own traceback); on a machine
+    # of one GPU: "GPUs 0,97: GPU 97 asked for but this machine has 1"
+    ("GPUs this machine lacks, for torchrun", ["--backend", "torch", "--devices", "gpu:0,gpu:97", "--data-train",
+                                               "{train}"], "97 asked for but this "),
     *[(f"record without its magic word ({reader})", [*options, "--data-train", "{folder}/no_magic.rec"],
        DAMAGED % "no_magic" + "is damaged: its frame (magic word 0x00000000")
       for reader, options in READERS.items()],

@@ -22,8 +22,10 @@ bit-identical to MXNet's C++ iterator (other random streams).
 
 Importing this module imports PyTorch: never in an MXNet process.
 """
+import functools
 import math
 import os
+import signal
 
 import numpy as np
 import torch
@@ -31,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from data import recordio
 from data.images import decode_rgb
+from data.parallel import die_with_parent
 from data.record_file import (CHANGED_LABELS, UndecodablePictureError, classes_reason, label_error,
                               label_problems)
 from models.backends import WORKER_DECODE
@@ -175,10 +178,33 @@ def check_batch(record, indices, labels, status, num_classes=None):
         classes_reason(num_classes) if num_classes is not None else "not a class id", CHANGED_LABELS))
 
 
-def _loader(dataset, order, batch_size, workers, pin_memory, drop_last):
-    return DataLoader(dataset, batch_size=batch_size, sampler=order.tolist(), num_workers=workers,
-                      pin_memory=pin_memory, drop_last=drop_last, prefetch_factor=2 if workers else None,
-                      persistent_workers=False, collate_fn=getattr(dataset, "collate", None))
+def _loaded(dataset, order, batch_size, workers, pin_memory, drop_last):
+    """The batches of a DataLoader over `dataset`, whose `workers` processes are forked with
+    SIGINT blocked, as ``data.parallel``'s: they ignore it (`_worker_start`), and a Ctrl-C that
+    comes while they are forked reaches this process once they are, not inside a fork
+    handler, which would swallow it (and the worker it killed would end the run with
+    "DataLoader worker exited unexpectedly")."""
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=order.tolist(), num_workers=workers,
+                        pin_memory=pin_memory, drop_last=drop_last, prefetch_factor=2 if workers else None,
+                        persistent_workers=False, collate_fn=getattr(dataset, "collate", None),
+                        worker_init_fn=functools.partial(_worker_start, os.getpid()))
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        loaded = iter(loader)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    return loaded
+
+
+def _worker_start(parent, worker_id):
+    """A DataLoader worker's start: Ctrl-C is the training process's (SIGINT ignored), and the
+    worker dies with that process `parent` (SIGKILL, ``data.parallel.die_with_parent``), which
+    may end without shutting its workers down (a SIGKILL, or Ctrl-C: ``train.train.main``);
+    PyTorch's own check of the parent comes only every 5 s."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    if not die_with_parent(parent):
+        os._exit(1)
 
 
 def batches(record, order, batch_size, image_shape, augmentation=NO_AUGMENTATION, epoch_seed=0,
@@ -200,10 +226,10 @@ def batches(record, order, batch_size, image_shape, augmentation=NO_AUGMENTATION
     size = tuple(image_shape[1:])
     if decode_on == WORKER_DECODE:
         dataset = RecordImages(record, image_shape, augmentation, epoch_seed)
-        for pixels, labels, indices, status in _loader(dataset, order, batch_size, workers, pin_memory, drop_last):
+        for pixels, labels, indices, status in _loaded(dataset, order, batch_size, workers, pin_memory, drop_last):
             yield pixels, check_batch(record, indices, labels, status, num_classes)
         return
-    for jpegs, labels, indices, status in _loader(RecordJpegs(record), order, batch_size, workers, pin_memory,
+    for jpegs, labels, indices, status in _loaded(RecordJpegs(record), order, batch_size, workers, pin_memory,
                                                   drop_last):
         labels = check_batch(record, indices, labels, status, num_classes)
         images = device_images.decode_on_device(jpegs, device)
