@@ -8,8 +8,9 @@ written with the project's own writers (``data.recordio``) or pymongo's ``bson``
 * BSON files: `write_bson`, `read_docs`, `make_products` (1-4 JPEGs per product, from
   `jpeg_bytes`, in `CATEGORIES`), `with_magic_words`, and `write_categories` (their
   category_names.csv).
-* Synthetic pictures: `jpeg_bytes` (a disc on a flat colour, by seed: any real JPEG) and
-  `draw_image` (a learnable class task: each class its own colours and shape).
+* Synthetic pictures: `jpeg_bytes` (a disc on a flat colour, by seed: any real JPEG),
+  `draw_image` (a learnable class task: each class its own colours and shape) and
+  `marker_in_scan` (a damaged picture only some decoders take).
 * Indexed RecordIO files of data.bson2rec's contract: `write_pictures_rec` (bytes as they
   are), `write_rec` (BGR arrays, stored as JPEG), `write_synthetic_rec`,
   `write_synthetic_dataset` (``A_train``/``A_val`` of the class task), `write_report` (the
@@ -48,6 +49,16 @@ def jpeg_bytes(seed, size=180):
     ok, buf = cv2.imencode(".jpg", img)
     assert ok
     return buf.tobytes()
+
+
+def marker_in_scan(jpeg):
+    """`jpeg` with a DHT marker (``FF C4``) written over its scan data 5 bytes in: the
+    structural check (``data.jpeg``) passes it, OpenCV decodes it (libjpeg warns "Corrupt JPEG
+    data: premature end of data segment"), torchvision's libjpeg-turbo refuses it ("Bogus
+    Huffman table definition")."""
+    sos = jpeg.index(b"\xff\xda")
+    scan = sos + 2 + int.from_bytes(jpeg[sos + 2:sos + 4], "big")
+    return jpeg[:scan + 5] + b"\xff\xc4" + jpeg[scan + 7:]
 
 
 def file_bytes(*paths):

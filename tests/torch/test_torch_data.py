@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from data.errors import DataInputError
-from helpers import damage_record
+from helpers import damage_record, marker_in_scan
 from torch_recs import write_rec
 from train.torch_backend.backend import TorchDeviceError, smoothed_cross_entropy, training_device
 from models import backends
@@ -99,6 +99,31 @@ def test_the_colour_jitter_on_the_device_is_opencvs():
     difference = np.abs(got.permute(0, 2, 3, 1).numpy().astype(int) - expected)
     assert difference.mean() < 0.2 and (difference > 2).mean() < 1e-3 and difference.max() <= 8
     assert np.array_equal(got[0].permute(1, 2, 0).numpy(), expected[0])
+
+
+@pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities of TorchVision")
+def test_a_damaged_picture_that_opencv_decodes_is_decoded_alike_in_both_places(tmp_path):
+    """One rule in both decode places: a picture is good where OpenCV decodes it. This one
+    passes the structural check, OpenCV decodes it, the device's decoder (libjpeg-turbo here)
+    refuses it: the device path decodes it with OpenCV, to the input workers' pixels."""
+    from torchvision.io import decode_jpeg
+    from data.images import decode_rgb
+    from data.jpeg import picture_problem
+    count = itertools.count()
+    pictures = {}
+
+    def picture(label, rng):
+        jpeg = cv2.imencode(".jpg", cv2.GaussianBlur(rng.randint(0, 256, (40, 40, 3)).astype(np.uint8), (5, 5), 0))[1]
+        pictures[next(count)] = jpeg = marker_in_scan(jpeg.tobytes()) if len(pictures) == 5 else jpeg.tobytes()
+        return jpeg
+
+    record = record_file.open_record_file(write_rec(str(tmp_path / "damaged"), 8, 3, seed=0, pictures=picture)[0])
+    damaged = pictures[5]
+    assert picture_problem(damaged) is None and decode_rgb(damaged) is not None
+    with pytest.raises(RuntimeError, match="Bogus Huffman table definition"):
+        decode_jpeg(torch.frombuffer(bytearray(damaged), dtype=torch.uint8))
+    on_workers, on_device = _both_places(record, inputs.Augmentation(random_mirror=True, random_crop=True))
+    assert torch.equal(on_workers, on_device)
 
 
 @pytest.mark.parametrize("place", [backends.WORKER_DECODE, backends.DEVICE_DECODE])
