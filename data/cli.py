@@ -8,7 +8,8 @@
 * Options shared by the tools come from one place: `add_common_options` (`--debug`,
   `--no-progress`), `add_device_options` (`--devices cpu|gpu:0,gpu:1`, one spelling for
   training, prediction and the benchmarks; training's `--gpus 0,1` still works, with a
-  note), `add_workers_option`, `add_skip_bad_option`, and `positive_int` for counts.
+  note), `add_workers_option`, `add_skip_bad_option`, and `positive_int` for counts
+  (`positive_float` for timeouts).
   An older spelling is accepted through `OldSpelling`, which says once what it means.
 * One log format, `LOG_FORMAT`, set up by `setup_logging`: time, host, logger[pid],
   level. Host and pid tell apart the workers of a distributed training run and the
@@ -51,6 +52,17 @@ def positive_int(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text):
+    """argparse type: a number > 0 (timeouts)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
     return value
 
 

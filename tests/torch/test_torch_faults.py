@@ -1,12 +1,15 @@
 """A PyTorch training under faults, through real processes (issue 21): SIGKILL of the
 training, of the process that started torchrun or of torchrun's agent leaves no process of
-the job alive (torchrun, its workers, their DataLoader workers), and Ctrl-C (SIGINT to the
-process group, as a terminal sends it) ends a training within 2 s.
+the job alive (torchrun, its workers, their DataLoader workers); Ctrl-C (SIGINT to the
+process group, as a terminal sends it) ends a training within 2 s; a run trained on a
+relative ``--data-train`` finds its class prior when the predictor runs from another folder.
 
 The relaunch itself (``train.py --devices gpu:0,gpu:1`` starts torchrun) needs the GPUs:
 here the process that starts torchrun runs ``train.train.run_phase``, what train.py runs
 after its relaunch line, with torchrun's command for 2 CPU processes."""
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +19,8 @@ import time
 import psutil
 import pytest
 
+from helpers import write_report
+from models import runs
 from torch_recs import write_dataset
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -129,3 +134,30 @@ def processes_of_group(pgid):
         except (ProcessLookupError, psutil.Error):
             pass
     return left
+
+
+def test_a_run_trained_on_a_relative_data_train_finds_its_class_prior_from_another_folder(dataset, tmp_path):
+    """The epoch's JSON records the training report's absolute path: the predictor's fallback
+    prior, run from another folder, is that report's class histogram (it used to fall back to
+    the uniform vector, the relative ``--data-train`` leading nowhere from there)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for path in (dataset[0], dataset[0][:-4] + ".idx"):
+        shutil.copy(path, data)
+    report = write_report(str(data / "A_train.rec"), 4)
+    options = [option if option != dataset[0] else "A_train.rec" for option in training(dataset, tmp_path / "run")]
+    options[options.index("--num-epochs") + 1] = "1"
+    done = subprocess.run([sys.executable, TRAIN, *options, "--data-nthreads", "1"], cwd=data, capture_output=True,
+                          text=True, timeout=300, env=dict(os.environ, PYTHONPATH=REPO))
+    assert done.returncode == 0, done.stderr[-3000:]
+    meta = runs.read_meta(str(tmp_path / "run"))
+    assert meta["args"]["data_train"] == "A_train.rec" and meta["training_report"] == report
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = subprocess.run([sys.executable, "-m", "predict.predict", "--input", dataset[1], "--models",
+                           str(tmp_path / "run"), "--out", str(tmp_path / "preds"), "--decoders", "0", "--backend",
+                           "torch", "--no-progress"], cwd=elsewhere, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, PYTHONPATH=REPO))
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open(tmp_path / "preds" / "run" / "manifest.json", encoding="utf-8") as f:
+        assert json.load(f)["fallback"]["class_prior"] == report
