@@ -99,6 +99,9 @@ def relaunch_command(config, argv):
     return backend.module("relauncher").relaunch(config, argv, os.path.abspath(__file__))
 
 
+PHASE_GRACE = 10.0       # seconds a phase has to stop on its own after a Ctrl-C
+
+
 def run_phase(command):
     """The exit status of `command`, a phase of a recipe or the torchrun of a run on several
     GPUs, run as a child that does not outlive this process: when this one dies, even by
@@ -114,9 +117,6 @@ def run_phase(command):
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(PHASE_GRACE)
             raise
-
-
-PHASE_GRACE = 10.0
 
 
 def main(argv=None):

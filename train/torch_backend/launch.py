@@ -25,7 +25,6 @@ def relaunch(config, argv, script):
             script, *argv, "--batch-size", str(config.optimizer.batch_size // len(gpus))]
 
 
-
 def check_devices(config):
     """Before torchrun starts (`relaunch`): a `UserError` when the machine lacks a GPU of
     `config`, which each of torchrun's processes would report, and then torchrun its own

@@ -15,7 +15,8 @@ Where the JPEGs are decoded is an option (``--decode-on``, `batches`):
   ``models.torch_nets.images``) and augments it there (`augment_on_device`), for machines
   with fewer cores per GPU. Same pictures (libjpeg-turbo on the CPU equals OpenCV bit
   for bit; a damaged picture the device's decoder refuses is decoded by OpenCV, so both
-  places take and refuse the same pictures), same draws, OpenCV's resize bit for bit, colour jitter within 1-2 levels of OpenCV's.
+  places take and refuse the same pictures), same draws, OpenCV's resize bit for bit,
+  colour jitter within 1-2 levels of OpenCV's.
 
 Order, augmentation draws and the exactness of a resume are ``train.inputs``'s (functions
 of seed, epoch and record only, the same in both decoding places). They are not
