@@ -210,6 +210,15 @@ def die_with_parent(parent, signal_number=signal.SIGKILL):
     return os.getppid() == parent
 
 
+def die_with_current_parent(signal_number=signal.SIGKILL):
+    """`die_with_parent` for a process started by a library that does not tell it its parent's
+    pid (torchrun's agent, a DataLoader, whichever way it starts its workers): its current
+    parent, which must not be init (pid 1: the parent died before the request); returns
+    False when it is."""
+    parent = os.getppid()
+    return parent != 1 and die_with_parent(parent, signal_number)
+
+
 def dying_with_this_process(signal_number=signal.SIGKILL):
     """A ``preexec_fn`` for ``subprocess.Popen`` whose child gets `signal_number` when this
     process dies (`die_with_parent`; with SIGTERM a child such as torchrun's agent stops its

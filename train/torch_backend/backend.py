@@ -52,7 +52,7 @@ from torch import distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from data.atomic import atomic_path
-from data.parallel import die_with_parent
+from data.parallel import die_with_current_parent
 from data.products import ProductAccuracy
 from data.record_file import DataFileError
 from models import params_file, runs
@@ -101,13 +101,10 @@ def training_device(gpus, dtype):
 
 def follow_agent():
     """A process that torchrun's agent started (``TORCHELASTIC_RUN_ID``) dies with it (SIGKILL,
-    ``data.parallel.die_with_parent``): torchrun stops its workers when it is stopped (SIGTERM,
-    SIGINT) but not when it is killed, and the workers of a dead agent would train on, holding
-    the run folder. One whose agent is already gone (it was re-parented to init) exits."""
-    if "TORCHELASTIC_RUN_ID" not in os.environ:
-        return
-    agent = os.getppid()
-    if agent == 1 or not die_with_parent(agent):
+    ``data.parallel.die_with_current_parent``): torchrun stops its workers when it is stopped
+    (SIGTERM, SIGINT) but not when it is killed, and the workers of a dead agent would train on,
+    holding the run folder. One whose agent is already gone (it was re-parented to init) exits."""
+    if "TORCHELASTIC_RUN_ID" in os.environ and not die_with_current_parent():
         os._exit(1)
 
 

@@ -24,7 +24,6 @@ bit-identical to MXNet's C++ iterator (other random streams).
 
 Importing this module imports PyTorch: never in an MXNet process.
 """
-import functools
 import math
 import os
 import signal
@@ -35,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from data import recordio
 from data.images import decode_rgb
-from data.parallel import die_with_parent
+from data.parallel import die_with_current_parent
 from data.record_file import (CHANGED_LABELS, UndecodablePictureError, classes_reason, label_error,
                               label_problems)
 from models.backends import WORKER_DECODE
@@ -189,7 +188,7 @@ def _loaded(dataset, order, batch_size, workers, pin_memory, drop_last):
     loader = DataLoader(dataset, batch_size=batch_size, sampler=order.tolist(), num_workers=workers,
                         pin_memory=pin_memory, drop_last=drop_last, prefetch_factor=2 if workers else None,
                         persistent_workers=False, collate_fn=getattr(dataset, "collate", None),
-                        worker_init_fn=functools.partial(_worker_start, os.getpid()))
+                        worker_init_fn=_worker_start)
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         loaded = iter(loader)
@@ -198,14 +197,14 @@ def _loaded(dataset, order, batch_size, workers, pin_memory, drop_last):
     return loaded
 
 
-def _worker_start(parent, worker_id):
+def _worker_start(worker_id):
     """A DataLoader worker's start: Ctrl-C is the training process's (SIGINT ignored), and the
-    worker dies with that process `parent` (SIGKILL, ``data.parallel.die_with_parent``), which
+    worker dies with its parent (SIGKILL, ``data.parallel.die_with_current_parent``), which
     may end without shutting its workers down (a SIGKILL, or Ctrl-C: ``train.train.main``);
     PyTorch's own check of the parent comes only every 5 s."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    if not die_with_parent(parent):
+    if not die_with_current_parent():
         os._exit(1)
 
 
