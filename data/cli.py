@@ -8,7 +8,8 @@
 * Options shared by the tools come from one place: `add_common_options` (`--debug`,
   `--no-progress`), `add_device_options` (`--devices cpu|gpu:0,gpu:1`, one spelling for
   training, prediction and the benchmarks; training's `--gpus 0,1` still works, with a
-  note), `add_workers_option`, `add_skip_bad_option`, and `positive_int` for counts.
+  note), `add_workers_option`, `add_skip_bad_option`, and `positive_int` for counts
+  (`positive_float` for timeouts).
   An older spelling is accepted through `OldSpelling`, which says once what it means.
 * One log format, `LOG_FORMAT`, set up by `setup_logging`: time, host, logger[pid],
   level. Host and pid tell apart the workers of a distributed training run and the
@@ -32,6 +33,9 @@ from data.errors import DataInputError
 from data.locks import OutputLockedError
 
 
+INTERRUPTED = 130     # the exit status after Ctrl-C (128 + SIGINT, as a shell reports it)
+
+
 class UserError(Exception):
     """An error the user can fix (bad option, missing file): reported as one line."""
 
@@ -48,6 +52,17 @@ def positive_int(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text):
+    """argparse type: a number > 0 (timeouts)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
     return value
 
 
@@ -178,7 +193,7 @@ def command(prog):
                 # no registry holds; its __del__ fails at exit. Nothing after this line is news.
                 sys.unraisablehook = _ignore_unraisable
                 print(f"{prog}: interrupted", file=sys.stderr, flush=True)
-                raise SystemExit(130) from None
+                raise SystemExit(INTERRUPTED) from None
             except Exception as error:
                 report_error(prog, error, debug="--debug" in args)
                 raise SystemExit(2) from None

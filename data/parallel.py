@@ -25,7 +25,6 @@ every way out is bounded.
 * A worker that dies (killed, out of memory) raises `WorkerDiedError` naming it.
 """
 import ctypes
-import functools
 import os
 import pickle
 import signal
@@ -86,14 +85,14 @@ class _Worker:
         """Fork a worker and append it to `workers`."""
         task_reader, tasks = Pipe(duplex=False)
         results, result_writer = Pipe(duplex=False)
-        parent, prctl = os.getpid(), _prctl()
+        parent = os.getpid()
         # SIGINT stays blocked across the fork: the child ignores it before it can arrive, and
         # the parent has recorded the child (to kill it) before its KeyboardInterrupt is raised.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             pid = os.fork()
             if pid == 0:
-                _worker_main(parent, prctl, task_reader, result_writer, mask)
+                _worker_main(parent, task_reader, result_writer, mask)
             workers.append(cls(pid, tasks, results))
             task_reader.close()
             result_writer.close()
@@ -170,14 +169,12 @@ def _map_in_workers(tasks, n_workers):
             worker.kill()
 
 
-def _worker_main(parent, prctl, task_reader, result_writer, mask):
+def _worker_main(parent, task_reader, result_writer, mask):
     """The body of a worker process: run tasks until killed; never returns."""
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        if prctl is not None:
-            prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:      # the parent died before the request took effect
+        if not die_with_parent(parent):
             return
         func, state = _current
         while True:
@@ -201,12 +198,47 @@ def _portable(error):
     return error, traceback.format_exc()
 
 
-@functools.lru_cache(maxsize=1)
-def _prctl():
-    """libc's `prctl` on Linux (loaded in the parent, before any fork), else None."""
+def die_with_parent(parent, signal_number=signal.SIGKILL):
+    """Have the kernel send this process `signal_number` when its parent dies (Linux's
+    ``prctl(PR_SET_PDEATHSIG)``; strictly, when the thread of the parent that started it
+    ends), so that a parent killed by SIGKILL (the out-of-memory killer, a user) leaves no
+    orphan working on. Returns False when `parent`, the pid of the process that started this
+    one, is not its parent any more: it died before the request could take effect (the
+    caller then exits). Elsewhere than Linux it only says whether the parent is alive."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, int(signal_number), 0, 0, 0)
+    return os.getppid() == parent
+
+
+def die_with_current_parent(signal_number=signal.SIGKILL):
+    """`die_with_parent` for a process started by a library that does not tell it its parent's
+    pid (torchrun's agent, a DataLoader, whichever way it starts its workers): its current
+    parent, which must not be init (pid 1: the parent died before the request); returns
+    False when it is."""
+    parent = os.getppid()
+    return parent != 1 and die_with_parent(parent, signal_number)
+
+
+def dying_with_this_process(signal_number=signal.SIGKILL):
+    """A ``preexec_fn`` for ``subprocess.Popen`` whose child gets `signal_number` when this
+    process dies (`die_with_parent`; with SIGTERM a child such as torchrun's agent stops its
+    own workers first), and exits at once if this process died before it could ask."""
+    parent = os.getpid()
+
+    def preexec():
+        if not die_with_parent(parent, signal_number):
+            os._exit(1)
+    return preexec
+
+
+def _libc_prctl():
+    """libc's `prctl` on Linux, else None."""
     if not sys.platform.startswith("linux"):
         return None
     try:
         return ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
         return None
+
+
+_PRCTL = _libc_prctl()       # loaded at import, in the parent: nothing to load between a fork and an exec

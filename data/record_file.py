@@ -52,7 +52,8 @@ def open_record_file(rec_path, role="data"):
     Agreement: the `.idx` is well formed (keys 0..n-1, ascending offsets), its last record
     ends where the `.rec` does (a truncated `.idx` would silently leave the rest of the file
     out of training), 100 records spread over the file are single-label image records, and
-    the conversion report beside them, if any, describes them. The whole `.idx` is read (5 s
+    the conversion report beside them, if any, describes them (then those records' frames
+    are checked as every record's is where it is read: ``recordio.read_indexed_record``). The whole `.idx` is read (5 s
     for the 12 M records of the full training side); of the `.rec`, only those 101 records.
     """
     if not rec_path:
@@ -77,7 +78,10 @@ def open_record_file(rec_path, role="data"):
                             "another .rec (or the .rec is truncated)" % (role, idx, offsets[-1], rec_path, size))
     with open(rec_path, "rb") as f:
         for key in np.unique(np.linspace(0, len(offsets) - 1, 101).astype(np.int64)).tolist():
-            payload, _ = _read_listed_record(f, idx, offsets, key)
+            # A report that describes the pair vouches for the .idx: a record that does not fit it was
+            # damaged after the conversion (read_indexed_record's error), else the .idx is the likelier culprit.
+            payload = recordio.read_indexed_record(f, offsets, key) if report is not None else \
+                _read_listed_record(f, idx, offsets, key)[0]
             flag = recordio.IR_HEADER.unpack_from(payload)[0] if len(payload) >= recordio.IR_HEADER.size else None
             if flag != 0:
                 raise DataFileError("%s record %d of %s is not a single-label image record (flag %s); expected "
@@ -130,10 +134,42 @@ class RecordHeaders:
 
 def read_record_headers(record):
     """Read every record's header of `record` (a `RecordFile`) in one sequential pass, checking
-    that the `.idx` lists every record of the `.rec` (`recordio.read_headers`)."""
+    every record's frame (`recordio.read_headers`: 0.3 µs a record in the page cache) and
+    that every label is a whole number (a class id, or a test side's -1)."""
     headers = recordio.read_headers(record.rec, record.offsets)
-    return RecordHeaders(headers["label"].astype(np.int64), headers["id"].astype(np.int64),
-                         headers["id2"].astype(np.int64))
+    labels = headers["label"]
+    fractional = np.flatnonzero(labels != np.floor(labels))          # NaN too
+    if len(fractional):
+        i = int(fractional[0])
+        raise label_error(record, i, labels[i], headers["id"][i], headers["id2"][i],
+                          "which is not a whole number; %d of the %d records have such labels: the .rec was damaged "
+                          "after its conversion (or not written by data.bson2rec); convert it again"
+                          % (len(fractional), record.num_records))
+    return RecordHeaders(labels.astype(np.int64), headers["id"].astype(np.int64), headers["id2"].astype(np.int64))
+
+
+# Why a record holds a label its conversion report does not count.
+CHANGED_LABELS = "the .rec was changed after its conversion report counted its labels; convert it again"
+
+
+def label_problems(labels, num_classes):
+    """Whether each of `labels` (float, as records hold them) is not a class id of a
+    `num_classes`-way classifier (None: of any): below 0 (a test side's -1), `num_classes`
+    or more, not a whole number (3.5 would train as class 3), or NaN."""
+    labels = np.asarray(labels, np.float64)
+    fits = (labels >= 0) & (labels == np.floor(labels))
+    return ~(fits & (labels < num_classes)) if num_classes is not None else ~fits
+
+
+def label_error(record, i, label, product_id, image_number, why):
+    """The `DataInputError` of record `i` of `record`, whose `label` is wrong for the reason `why`."""
+    return DataInputError(record.rec, int(record.offsets[i]), int(product_id),
+                          "record %d (image %d) has label %s, %s" % (i, image_number, format(float(label), "g"), why))
+
+
+def classes_reason(num_classes):
+    """Why a label is not a class id of a `num_classes`-way classifier."""
+    return "not a class id of the network's --num-classes %d outputs (0..%d)" % (num_classes, num_classes - 1)
 
 
 def check_labels(record, num_classes, headers=None, logger=None):
@@ -141,27 +177,26 @@ def check_labels(record, num_classes, headers=None, logger=None):
     id of a `num_classes`-way classifier (a test side's -1, a dataset of more classes).
 
     Every label is checked: from the `class_histogram` of the conversion report (checked by
-    `open_record_file`) when there is one, without reading the `.rec`; else from `headers`,
-    or from every record's header: a pass over the whole `.rec` (0.64 s per 100,000 records
-    of 4 KB in the page cache on 2 cores, so about 80 s of CPU and a read of the 55 GB for
-    the full training side)."""
+    `open_record_file`) when there is one, without reading the `.rec` (a label changed in
+    the file after its conversion is then found where it is read: PyTorch's input workers
+    check each one); else from `headers`, or from every record's header: a pass over the
+    whole `.rec` (`read_record_headers`)."""
     histogram = (record.report or {}).get("class_histogram")
-    if headers is None and histogram is not None:
-        used = np.flatnonzero(histogram)
-        if sum(histogram) == record.num_records and (not len(used) or used[-1] < num_classes):
-            return
+    vouched = histogram is not None and sum(histogram) == record.num_records and \
+        np.flatnonzero(histogram).max(initial=-1) < num_classes
+    if headers is None and vouched:
+        return
     if headers is None:
         if logger is not None:
             logger.info("reading the label of every record of %s (%d records)", record.rec, record.num_records)
         headers = read_record_headers(record)
-    bad = np.flatnonzero((headers.labels < 0) | (headers.labels >= num_classes))
+    bad = np.flatnonzero(label_problems(headers.labels, num_classes))
     if len(bad):
         i = int(bad[0])
-        raise DataInputError(record.rec, int(record.offsets[i]), int(headers.product_ids[i]),
-                             "record %d (image %d) has label %d, not a class id of the network's --num-classes %d "
-                             "outputs (0..%d); %d of the %d records have such labels: the class count disagrees "
-                             "with the data" % (i, headers.image_numbers[i], headers.labels[i], num_classes,
-                                                num_classes - 1, len(bad), record.num_records))
+        raise label_error(record, i, headers.labels[i], headers.product_ids[i], headers.image_numbers[i],
+                          "%s; %d of the %d records have such labels: %s"
+                          % (classes_reason(num_classes), len(bad), record.num_records,
+                             CHANGED_LABELS if vouched else "the class count disagrees with the data"))
 
 
 def undecodable_pictures(record):

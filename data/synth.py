@@ -61,6 +61,7 @@ import contextlib
 import csv
 import dataclasses
 import os
+import sys
 import time
 
 import bson
@@ -615,6 +616,8 @@ class SynthOptions:
     def __post_init__(self):
         if self.train_products < 0 or self.test_products < 0:
             raise ValueError("product counts must be >= 0")
+        if self.train_products + self.test_products == 0:
+            raise ValueError("no product to write: train_products and test_products are both 0")
         if self.categories < 1:
             raise ValueError("need at least one category")
         if self.placeholders < 1:
@@ -1009,6 +1012,11 @@ def main(argv=None):
     out_dir, progress = values.pop("out"), values.pop("progress")
     values.pop("debug")
     options = SynthOptions(**values)
+    for option, count, name in (("--train-products", options.train_products, "train.bson"),
+                                ("--test-products", options.test_products, "test.bson")):
+        if count == 0:     # a test-only set is a use (the predictor's benchmark); an empty file is not a surprise
+            print(f"synth: warning: {option} 0: {os.path.join(out_dir, name)} will hold no product", file=sys.stderr,
+                  flush=True)
     with exclusive_output(out_dir):
         summary = generate(out_dir, options, progress=progress)
     print(format_summary(summary))

@@ -36,11 +36,15 @@ class Backend:
     ``dtypes``: training's ``--dtype`` choices; ``decode_places``: where it can decode
     training pictures (``--decode-on``), and ``decodes_on_device``: whether its model
     workers decode a batch on their device (predict's ``--decode-on device``);
-    ``kvstores``: the ``--kv-store`` values it honours (the first its default);
+    ``checks_records``: whether its training input checks each record's frame and label as it
+    reads it (else the driver checks every record before the first batch:
+    ``data.record_file.read_record_headers``); ``kvstores``: the ``--kv-store`` values it
+    honours (the first its default);
     ``compiles``: whether ``--compile`` means anything to it; ``launcher``: how it spreads
     one run over several GPUs or machines, and ``relauncher``: the module whose
     ``relaunch(config, argv)`` gives the command that runs a training command line again
-    in several processes (None: one process drives every device); ``weight_formats``: the
+    in several processes (None: one process drives every device) and whose
+    ``check_devices(config)`` refuses, before that, devices the machine lacks; ``weight_formats``: the
     run folders' weight formats (``models.runs.weights_format``) it loads; ``gpus``: which
     GPUs it runs on; ``refusals``: why an option it does not honour means nothing to it,
     by option (the refusal's line says so).
@@ -56,6 +60,7 @@ class Backend:
     dtypes: tuple
     decode_places: tuple
     decodes_on_device: bool
+    checks_records: bool
     kvstores: tuple
     compiles: bool
     launcher: str
@@ -83,6 +88,8 @@ BACKENDS = {backend.name: backend for backend in (
             description="MXNet 1.9.1 Gluon, the reference's framework",
             nets="models.mxnet_nets", trainer="train.mxnet_backend.backend", runner="predict.mxnet_runner",
             dtypes=("float32", "float16"), decode_places=(WORKER_DECODE,), decodes_on_device=False,
+            # ImageRecordIter's C++ reader aborts the process on a damaged frame and trains on any label.
+            checks_records=False,
             kvstores=("device", "local", "nccl", "dist_sync", "dist_device_sync"), compiles=False,
             launcher="kvstore: python -m train.mxnet_backend.launch -n WORKERS -- python train/train.py ...",
             weight_formats=(GLUON_PARAMS,), gpus="CUDA GPUs up to Ampere/Ada (sm_86), and CPUs",
@@ -92,7 +99,7 @@ BACKENDS = {backend.name: backend for backend in (
     Backend(name="torch", framework="PyTorch", package="torch", description="PyTorch, timm's twins of the networks",
             nets="models.torch_nets", trainer="train.torch_backend.backend", runner="predict.torch_runner",
             dtypes=("float32", "float16", "bfloat16"), decode_places=(WORKER_DECODE, DEVICE_DECODE),
-            decodes_on_device=True, kvstores=("device",), compiles=True,
+            decodes_on_device=True, checks_records=True, kvstores=("device",), compiles=True,
             launcher="torchrun (train.py starts it itself for several GPUs of one machine)",
             weight_formats=(GLUON_PARAMS,), gpus="any CUDA GPU PyTorch supports (Hopper and newer), and CPUs",
             relauncher="train.torch_backend.launch",

@@ -16,8 +16,10 @@ The JSON, format `FORMAT_VERSION`: ``format``, ``framework`` (the backend that w
 weights: ``mxnet``), ``model`` (registry name), ``classes``, ``epoch``, the preprocessing
 the network was trained with (``image_shape`` 3,H,W, ``channel_order``, ``mean``,
 ``scale``, ``normalization``: `Preprocessing`), ``dropout``, ``dtype``, ``num_workers``,
-``metrics`` and ``history`` (this epoch's record) and ``args``, the training
-configuration (``train.config.TrainConfig.flat``). Format 1, the runs written before the
+``metrics`` and ``history`` (this epoch's record), ``args``, the training configuration
+(``train.config.TrainConfig.flat``), and ``training_report``, the absolute path of the
+training ``.rec``'s conversion report (`training_report`: a run trained with a relative
+``--data-train`` finds it from any folder; absent in older runs). Format 1, the runs written before the
 format had a number, has no ``format``, ``framework`` or ``channel_order`` and may lack
 ``image_shape``; `read_meta` reads both. Importing this module loads no framework:
 training (its driver and every backend), the predictor's parent and the reports read run
@@ -94,7 +96,7 @@ def epoch_meta(framework, network, classes, preprocess, config, record, dropout,
     `config` the run's ``train.config.TrainConfig``, `config_overrides` the architecture
     fields that differ from the registered network's (absent in older runs: none)."""
     return dict(preprocess.as_meta(), format=FORMAT_VERSION, framework=framework, model=network, classes=classes,
-                config_overrides=config_overrides or {},
+                config_overrides=config_overrides or {}, training_report=_report_of(config.data.data_train),
                 epoch=record["epoch"], args=config.flat(), metrics={"train": record["train"], "val": record["val"]},
                 history=record, dropout=dropout, dtype=dtype, num_workers=num_workers)
 
@@ -195,15 +197,22 @@ def write_metrics_history(run_dir, epoch):
     return records
 
 
-def training_report(meta):
-    """The conversion report (``.report.json``) of the training ``.rec`` a checkpoint's
-    metadata `meta` names (its ``args``' ``data_train``), or None when the run does not say
-    or the report is not there (any more)."""
-    data_train = (meta.get("args") or {}).get("data_train")
-    if not data_train:
-        return None
+def _report_of(data_train):
+    """The absolute path of the conversion report of the training ``.rec`` `data_train`
+    (whether or not it is there), or None when `data_train` is not a ``.rec`` path."""
     try:
-        report = record_paths(data_train)[2]
+        return os.path.abspath(record_paths(data_train)[2]) if data_train else None
     except ValueError:
         return None
-    return report if os.path.isfile(report) else None
+
+
+def training_report(meta):
+    """The conversion report (``.report.json``) of the training ``.rec`` of a checkpoint's
+    metadata `meta`: its ``training_report`` (an absolute path), else the report of its
+    ``args``' ``data_train`` (runs written before that field: a relative path is taken from
+    the current folder); None when the run does not say or the report is not there (any more)."""
+    data_train = (meta.get("args") or {}).get("data_train")
+    for report in (meta.get("training_report"), _report_of(data_train)):
+        if report and os.path.isfile(report):
+            return report
+    return None

@@ -23,7 +23,9 @@ With ``--decode-on device`` (`DECODE_ON`) the decoders do all of the above but t
 decoding: `check_products` checks each picture's structure (`data.jpeg`'s check, on the
 pictures of several products at once; bad ones are handled as above) and forwards the
 JPEG bytes of the others, which the PyTorch model worker decodes a batch at a time on its
-device (predict.torch_runner). A picture that passes the check but does not decode there
+device (predict.torch_runner). A picture that the device's decoder refuses is decoded by
+OpenCV there (models.torch_nets.images.decode_on_device): in both decode places a picture is
+good where OpenCV decodes it. One that passes the check and that OpenCV cannot decode either
 is handled as above too, by the model worker, with the product's place
 (`DecodedProduct.where`).
 """

@@ -136,6 +136,9 @@ def write_outputs(args):
                                                 progress=args.progress))
         elif args.table_out:
             raise UserError(f"{preds[0].folder} has no labels: the accuracy table needs validation predictions")
+        elif not args.submission and not args.logs:
+            raise UserError(f"{preds[0].folder} has no labels (predictions of a test file): without --submission FILE "
+                            "there is nothing to write")
     if args.logs:
         sections.append(log_section(read_training_logs(args.logs)))
     if sections:

@@ -34,7 +34,8 @@ that exits is a failure: the run stops at once with an error naming it (``decode
 message (bad JPEG: file, offset, product, image) and, as the error's cause, the child's
 traceback (shown with the tools' ``--debug``). When no product completes for
 `stall_timeout` seconds the run stops and names the processes that stopped reporting
-(a stopped process is named as such). Children whose parent disappears exit by themselves.
+(a stopped process is named as such). Children die with their parent, even one killed by
+SIGKILL (``data.parallel.die_with_parent``), and exit when they find it gone.
 Every input product gets exactly one result, checked at the end.
 
 `run_in_process` does the same work in one process (no ZeroMQ): the reference for tests
@@ -55,6 +56,7 @@ from tqdm import tqdm
 from data.cli import UserError
 from data.devices import parse_device
 from data.images import decoded_size
+from data.parallel import die_with_parent
 from predict import messages
 from predict.decode import DECODE_ON, Views, check_products, decode_product
 from predict.runner import Batcher, check_decode_on_device, model_groups, open_runner
@@ -193,9 +195,14 @@ class Reporter:
             self.check_parent()
 
 
-def _child(role, index, control_address, target, args):
-    """Entry point of every child: own ZeroMQ context, errors reported to the parent."""
+def _child(role, index, control_address, target, args, parent):
+    """Entry point of every child: own ZeroMQ context, errors reported to the parent. It dies
+    with the parent (pid `parent`: SIGKILL, ``data.parallel.die_with_parent``) whatever it is
+    doing: a model worker with products queued would otherwise look at its parent only once
+    its queue is empty, 5-35 s later under load."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C is the parent's to handle
+    if not die_with_parent(parent):
+        os._exit(0)
     zctx = zmq.Context()
     control = zctx.socket(zmq.PUSH)
     control.linger = 2000                            # let a last error message get out
@@ -320,7 +327,7 @@ class Supervisor:
         self.ready, self.end = {}, None
 
     def start(self, role, index, target, *args):
-        proc = self.mp.Process(target=_child, args=(role, index, self.control_address, target, args),
+        proc = self.mp.Process(target=_child, args=(role, index, self.control_address, target, args, os.getpid()),
                                name=f"{role} {index}", daemon=True)
         proc.start()
         self.children[(role, index)] = proc

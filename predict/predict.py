@@ -44,7 +44,7 @@ import json  # noqa: E402
 
 from data.categories import CategoryMap  # noqa: E402
 from data.cli import (OldSpelling, add_common_options, add_device_options, add_skip_bad_option, command,  # noqa: E402
-                      positive_int, setup_logging)
+                      positive_float, positive_int, setup_logging)
 from predict.combine import COMBINERS, parse_combiners  # noqa: E402
 from predict.decode import DECODE_ON, TTA_CHOICES, Views  # noqa: E402
 from models.backends import BACKENDS, backend_names, backends_with  # noqa: E402
@@ -92,7 +92,7 @@ def build_parser():
                         "the fallback of products without a decodable picture (default: the checkpoint's)")
     p.add_argument("--transport", choices=TRANSPORTS, default="ipc", help="ZeroMQ transport (default ipc)")
     p.add_argument("--queue-size", type=positive_int, default=32, help="ZeroMQ high-water mark (messages) per socket")
-    p.add_argument("--stall-timeout", type=float, default=300,
+    p.add_argument("--stall-timeout", type=positive_float, default=300,
                    help="fail when no product completes for this many seconds")
     add_device_options(p, help_text="one model worker per device: cpu, gpu:0,gpu:1, ...")
     p.add_argument("--backend", choices=backend_names(),

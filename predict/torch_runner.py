@@ -23,7 +23,8 @@ the batch's pictures are decoded with one ``models.torch_nets.images.decode_on_d
 (``models.torch_nets.images.resize``: OpenCV's pixels bit for bit), and the test-time views
 (`device_views`, those of `predict.decode.Views.of`) and each network's input
 (`views_input`) are made there too: no picture crosses the bus but as JPEG bytes. A
-picture that the device cannot decode is dropped (``skip_bad_images``: reported, its
+picture that the device's decoder refuses is decoded by OpenCV (the decoders' decoder); one
+that OpenCV cannot decode either is dropped (``skip_bad_images``: reported, its
 product's ``good`` flag cleared before the result leaves) or ends the run with the error
 a decoder gives (file, offset, product, image).
 

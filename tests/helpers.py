@@ -8,19 +8,24 @@ written with the project's own writers (``data.recordio``) or pymongo's ``bson``
 * BSON files: `write_bson`, `read_docs`, `make_products` (1-4 JPEGs per product, from
   `jpeg_bytes`, in `CATEGORIES`), `with_magic_words`, and `write_categories` (their
   category_names.csv).
-* Synthetic pictures: `jpeg_bytes` (a disc on a flat colour, by seed: any real JPEG) and
-  `draw_image` (a learnable class task: each class its own colours and shape).
+* Synthetic pictures: `jpeg_bytes` (a disc on a flat colour, by seed: any real JPEG),
+  `draw_image` (a learnable class task: each class its own colours and shape) and
+  `marker_in_scan` (a damaged picture only some decoders take).
 * Indexed RecordIO files of data.bson2rec's contract: `write_pictures_rec` (bytes as they
   are), `write_rec` (BGR arrays, stored as JPEG), `write_synthetic_rec`,
-  `write_synthetic_dataset` (``A_train``/``A_val`` of the class task), and
-  `read_sequentially`, `read_records` (MXNet's own readers, imported only when called).
+  `write_synthetic_dataset` (``A_train``/``A_val`` of the class task), `write_report` (the
+  conversion report's fields that training checks), `damage_record` (bytes of a record
+  changed after its conversion), and `read_sequentially`, `read_records` (MXNet's own
+  readers, imported only when called).
 
 The MXNet-side helpers (a run folder of real checkpoints) are in ``recfixtures.py``; the
 prediction world (tiny trained runs) is ``predict_world.py``; ``conftest.py`` holds the
 fixtures.
 """
 import copy
+import json
 import os
+import struct
 
 import bson
 import cv2
@@ -28,7 +33,7 @@ import numpy as np
 
 from data.recordio import record_paths
 from data.recordio import MAGIC_BYTES as RECORDIO_MAGIC
-from data.recordio import ImageRecordWriter, write_idx
+from data.recordio import ImageRecordWriter, read_headers, read_idx, write_idx
 
 REAL_DIR = os.environ.get("CDISCOUNT_REAL_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "real"))
 REAL_TRAIN_EXAMPLE = os.path.join(REAL_DIR, "train_example.bson")
@@ -44,6 +49,16 @@ def jpeg_bytes(seed, size=180):
     ok, buf = cv2.imencode(".jpg", img)
     assert ok
     return buf.tobytes()
+
+
+def marker_in_scan(jpeg):
+    """`jpeg` with a DHT marker (``FF C4``) written over its scan data 5 bytes in: the
+    structural check (``data.jpeg``) passes it, OpenCV decodes it (libjpeg warns "Corrupt JPEG
+    data: premature end of data segment"), torchvision's libjpeg-turbo refuses it ("Bogus
+    Huffman table definition")."""
+    sos = jpeg.index(b"\xff\xda")
+    scan = sos + 2 + int.from_bytes(jpeg[sos + 2:sos + 4], "big")
+    return jpeg[:scan + 5] + b"\xff\xc4" + jpeg[scan + 7:]
 
 
 def file_bytes(*paths):
@@ -244,3 +259,31 @@ def write_synthetic_dataset(folder, num_classes=6, train_products=300, val_produ
                                                     seed + 1, size, first_product_id=int(train_pids[-1]) + 1)
     return {"train": train, "val": val, "val_labels": val_labels, "val_product_ids": val_pids,
             "num_classes": num_classes, "size": size}
+
+
+def write_report(rec, num_classes):
+    """The ``.report.json`` beside `rec` with the fields training checks (``data.record_file``):
+    its record count, its size and the histogram of its labels, as data.bson2rec writes them."""
+    offsets = read_idx(record_paths(rec)[1])
+    labels = read_headers(rec, offsets)["label"].astype(np.int64)
+    report = {"records": len(offsets), "rec_bytes": os.path.getsize(rec),
+              "class_histogram": np.bincount(labels, minlength=num_classes).tolist()}
+    with open(record_paths(rec)[2], "w") as f:
+        json.dump(report, f)
+    return record_paths(rec)[2]
+
+
+# Where each field of a record's frame and IRHeader lies, from the record's offset, and its format.
+RECORD_FIELDS = {"magic": (0, "<I"), "length": (4, "<I"), "label": (12, "<f")}
+
+
+def damage_record(rec, i, field, value):
+    """Change `field` (`RECORD_FIELDS`) of record `i` of `rec` to `value` in place, as damage
+    after the conversion would (the `.idx` and the report are left as they are); returns the
+    record's offset."""
+    offset = int(read_idx(record_paths(rec)[1])[i])
+    at, fmt = RECORD_FIELDS[field]
+    with open(rec, "r+b") as f:
+        f.seek(offset + at)
+        f.write(struct.pack(fmt, value))
+    return offset

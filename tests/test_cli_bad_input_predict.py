@@ -31,6 +31,9 @@ CASES = {
     "missing category file": (
         "ensemble", ["--preds", "{preds_a}", "--categories", "{tmp}/missing.csv"],
         "{tmp}/missing.csv"),
+    "test predictions without --submission": (
+        "ensemble", ["--preds", "{preds_a}", *ENSEMBLE],
+        "{preds_a} has no labels (predictions of a test file): without --submission FILE there is nothing to write"),
     "submission path taken by a folder": (
         "ensemble", ["--preds", "{preds_a}", *ENSEMBLE, "--submission", "{tmp}/taken.csv"],
         "{tmp}/taken.csv: cannot write the submission"),

@@ -13,8 +13,9 @@ import sys
 import numpy as np
 import pytest
 
-from data.recordio import read_idx
-from helpers import synthetic_pictures, synthetic_products, write_pictures_rec, write_synthetic_dataset
+from data.recordio import read_headers, read_idx
+from helpers import (damage_record, synthetic_pictures, synthetic_products, write_pictures_rec, write_report,
+                     write_synthetic_dataset, write_synthetic_rec)
 from recfixtures import write_checkpoints
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -62,8 +63,29 @@ def inputs(tmp_path_factory):
         f.truncate(100)
     # (the records before the bad picture are the same in both files, and so its offset)
     offset = int(read_idx(os.path.join(folder, "random_bytes.idx"))[n // 2])
+    for suffix in ("pth", "safetensors"):                                      # ImageNet weights of random bytes
+        with open(os.path.join(folder, "garbage." + suffix), "wb") as f:
+            f.write(bytes(np.random.RandomState(1).randint(0, 256, 5000, np.uint8)))
+    # A record changed after the conversion, the .idx and report kept (issue 21): one in the middle of
+    # a file of 300 records, which open_record_file's 101 samples leave out (read only where it is used).
+    many = write_synthetic_rec(os.path.join(folder, "many"), 150, NUM_CLASSES, seed=5)[0]
+    count = len(read_idx(many[:-4] + ".idx"))
+    middle = min(set(range(count // 2, count)) - set(np.linspace(0, count - 1, 101).astype(np.int64).tolist()))
+    header = read_headers(many, read_idx(many[:-4] + ".idx"))[middle]
+    for name, field, value in (("no_magic", "magic", 0), ("no_length", "length", 0), ("relabelled", "label", 50.0),
+                               ("fractional", "label", 2.5)):
+        write_report(_copy(many, folder, name), NUM_CLASSES)
+        damaged_at = damage_record(os.path.join(folder, name + ".rec"), middle, field, value)
     return dict(folder=folder, train=train, record=n // 2, offset=offset, product=int(pids[n // 2]),
-                image=int(numbers[n // 2]))
+                image=int(numbers[n // 2]), middle=middle, damaged_at=damaged_at,
+                length_end=damaged_at + 8, damaged_product=int(header["id"]), damaged_image=int(header["id2"]))
+
+
+# A record changed after its conversion, read by each backend and decoding place.
+READERS = {"mxnet": [], "torch": ["--backend", "torch"], "torch on the device": ["--backend", "torch", "--decode-on",
+                                                                                "device"]}
+DAMAGED = "{folder}/%s.rec: offset {damaged_at}: record {middle} "
+CHANGED = "{folder}/%s.rec: offset {damaged_at}, product {damaged_product}: record {middle} (image {damaged_image}) "
 
 
 CASES = [
@@ -98,6 +120,25 @@ CASES = [
      "argument --batch-size: must be at least 1, got -16"),
     ("negative epoch size", ["--data-train", "{train}", "--epoch-size", "-5"],
      "--epoch-size must be 0 (a full pass) or more"),
+    *[(f"garbage ImageNet weights (.{suffix})", ["--backend", "torch", "--data-train", "{train}", "--pretrained",
+                                                 "{folder}/garbage.%s" % suffix],
+       "{folder}/garbage.%s cannot be read as PyTorch weights (%s: " % (suffix, error))
+      for suffix, error in (("pth", "UnpicklingError"), ("safetensors", "SafetensorError"))],
+    # checked before torchrun starts (which printed it once per process, then its own traceback); on a machine
+    # of one GPU: "GPUs 0,97: GPU 97 asked for but this machine has 1"
+    ("GPUs this machine lacks, for torchrun", ["--backend", "torch", "--devices", "gpu:0,gpu:97", "--data-train",
+                                               "{train}"], "97 asked for but this "),
+    *[(f"record without its magic word ({reader})", [*options, "--data-train", "{folder}/no_magic.rec"],
+       DAMAGED % "no_magic" + "is damaged: its frame (magic word 0x00000000")
+      for reader, options in READERS.items()],
+    *[(f"record of length 0 ({reader})", [*options, "--data-train", "{folder}/no_length.rec"],
+       DAMAGED % "no_length" + "ends at offset {length_end} but the index puts record")
+      for reader, options in READERS.items()],
+    *[(f"label changed in the file ({reader})", [*options, "--data-train", "{folder}/relabelled.rec"],
+       CHANGED % "relabelled" + "has label 50, not a class id of the network's --num-classes 4 outputs (0..3)")
+      for reader, options in READERS.items()],
+    *[(f"fractional label ({reader})", [*options, "--data-train", "{folder}/fractional.rec"],
+       CHANGED % "fractional" + "has label 2.5, ") for reader, options in READERS.items()],
 ]
 
 

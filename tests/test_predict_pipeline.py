@@ -10,6 +10,7 @@ import sys
 import time
 
 import numpy as np
+import psutil
 import pytest
 
 from data.bson_index import BsonIndex
@@ -105,6 +106,41 @@ def test_killing_a_process_mid_run_fails_fast_and_names_it(world, tmp_path, role
     assert_a_kill_ends_the_run_naming_it(role, lambda: predict_input(
         world.val_bson, handles, str(out), config(decoders=2, batch_size=4),
         categories=CategoryMap.from_csv(world.categories)), out)
+
+
+# A predictor with a slow network (0.5 s a batch of one product), for a test to SIGKILL.
+SLOW_PREDICTOR = """
+import sys
+from data.categories import CategoryMap
+from predict.decode import Views
+from predict.pipeline import PipelineConfig
+from predict.run import predict_input
+from predict_world import SlowCheckpointModel
+source, run, categories, out = sys.argv[1:]
+predict_input(source, [SlowCheckpointModel(run, delay=0.5)], out,
+              PipelineConfig(decoders=2, batch_size=2, views=Views(flip=True), progress=False),
+              categories=CategoryMap.from_csv(categories))
+"""
+
+
+def test_sigkill_of_the_parent_under_load_leaves_no_child_alive_after_2_s(world, tmp_path):
+    """The model worker has a queue of products when its parent is killed (the out-of-memory
+    killer): it used to work through them first, 5-35 s; every child now dies with the parent."""
+    out = tmp_path / "out"
+    out.mkdir()
+    parent = subprocess.Popen([sys.executable, "-c", SLOW_PREDICTOR, world.val_bson, world.runs[0], world.categories,
+                               str(out)], cwd=ROOT, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while not any(".tmp-" in name for name in os.listdir(out)) and time.time() < deadline:   # every child started
+        time.sleep(0.05)
+    time.sleep(2)                        # the decoders fill the model worker's queue meanwhile
+    children = psutil.Process(parent.pid).children(recursive=True)
+    assert len(children) == 4, children                 # reader, 2 decoders, model worker
+    parent.kill()
+    parent.wait()
+    gone, alive = psutil.wait_procs(children, timeout=2)
+    assert not alive, f"children alive 2 s after their parent was killed: {alive}"
 
 
 def test_a_stopped_process_is_reported_as_a_stall(world, tmp_path):

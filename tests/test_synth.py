@@ -425,6 +425,21 @@ def test_cli_writes_the_dataset_and_prints_a_summary(tmp_path, capsys):
     assert len(read_bson(str(tmp_path / "test.bson"))) == 10
 
 
+def test_cli_says_when_a_file_will_be_empty_and_refuses_to_write_nothing(tmp_path):
+    """A test-only set (the predictor's benchmark makes one) is written, with a warning naming
+    the empty train.bson (it used to be written without a word); no product at all is refused."""
+    result = subprocess.run([sys.executable, "-m", "data.synth", "--out", str(tmp_path / "test_only"),
+                             "--train-products", "0", "--test-products", "3", "--no-progress"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0
+    assert f"synth: warning: --train-products 0: {tmp_path / 'test_only' / 'train.bson'} will hold no product" in \
+        result.stderr.splitlines()
+    assert len(read_bson(str(tmp_path / "test_only" / "train.bson"))) == 0
+    assert len(read_bson(str(tmp_path / "test_only" / "test.bson"))) == 3
+    with pytest.raises(ValueError, match="no product to write"):
+        synth.SynthOptions(train_products=0, test_products=0)
+
+
 def test_cli_help_runs_as_a_module():
     result = subprocess.run([sys.executable, "-m", "data.synth", "--help"], capture_output=True, text=True, check=True)
     assert "--train-products" in result.stdout and "--duplicate-share" in result.stdout

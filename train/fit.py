@@ -27,6 +27,7 @@ from data.atomic import exclusive_output
 from data.record_file import (DataFileError, RecordFile, RecordHeaders, check_labels, open_record_file,
                               read_record_headers)
 from models import runs, training_log
+from models.backends import get_backend
 from train import logs, metrics
 from train.backend import create_backend
 from train.config import changed_options
@@ -192,11 +193,21 @@ class RunData:
 
 def prepare_data(config, validates, num_workers, logger):
     """Open and check the data files of a run before the first batch: they exist, match their
-    index, and every class id fits ``--num-classes`` (``data.record_file.check_labels``)."""
+    index, and every class id fits ``--num-classes`` (``data.record_file.check_labels``).
+
+    A backend whose input does not check each record as it reads it (``models.backends``'
+    ``checks_records``: MXNet's C++ reader aborts the process on a damaged record and trains
+    on any label) gets every record's frame and label checked here, in one pass over the
+    training file (``data.record_file.read_record_headers``: 0.3 µs a record in the page
+    cache, 4 s for the 12 M records of the full training side; from disk, one read of it)."""
     data, aug = config.data, config.augmentation
     spec = models.get_spec(config.network.network, normalization=config.network.normalization)
     train = open_record_file(data.data_train, "training")
-    check_labels(train, data.num_classes, logger=logger)
+    headers = None
+    if not get_backend(config.compute.backend).checks_records:
+        logger.info("checking the frame and label of every record of %s (%d records)", train.rec, train.num_records)
+        headers = read_record_headers(train)
+    check_labels(train, data.num_classes, headers, logger=logger)
     val = open_record_file(data.data_val, "validation") if data.data_val else None
     val_headers = read_record_headers(val) if val is not None and validates else None
     if val_headers is not None:

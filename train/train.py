@@ -7,9 +7,11 @@ With ``--backend torch`` on several GPUs it starts itself again under ``torchrun
 process per GPU (`relaunch_command`).
 """
 import argparse
+import contextlib
 import dataclasses
 import os
 import shlex
+import signal
 import subprocess
 import sys
 
@@ -18,7 +20,8 @@ if __name__ == "__main__" and sys.path and os.path.abspath(sys.path[0]) == os.pa
     # shadow the `train` package and break `import train.fit`.
     del sys.path[0]
 
-from data.cli import UserError, command  # noqa: E402
+from data.cli import INTERRUPTED, UserError, command  # noqa: E402
+from data.parallel import dying_with_this_process  # noqa: E402
 from data.record_file import DataFileError  # noqa: E402
 from models.backends import get_backend  # noqa: E402
 from models.runs import CheckpointError  # noqa: E402
@@ -40,8 +43,9 @@ def _train(argv=None):
     config = parse_config(argv)
     relaunch = relaunch_command(config, argv)
     if relaunch is not None:
+        get_backend(config.compute.backend).module("relauncher").check_devices(config)
         print("train: one process per GPU: %s" % shlex.join(relaunch), file=sys.stderr, flush=True)
-        return _run_phase(relaunch)
+        return run_phase(relaunch)
     backend = backend_class(config.compute.backend)        # after the command line: --help loads no framework
     try:
         fit.run(config)
@@ -72,7 +76,7 @@ def _run_recipes(request):
                 continue
             print("train: %s, phase %d of %d: %s" % (recipe.name, number, len(phases), shlex.join(command)),
                   file=sys.stderr, flush=True)
-            status = _run_phase(command)
+            status = run_phase(command)
             if status:
                 return status
     return 0
@@ -95,24 +99,43 @@ def relaunch_command(config, argv):
     return backend.module("relauncher").relaunch(config, argv, os.path.abspath(__file__))
 
 
-def _run_phase(command):
-    """The phase's exit status. Ctrl-C reaches the phase too, which then stops on its own:
-    it is left to finish (not killed in the middle of saving a checkpoint)."""
-    with subprocess.Popen(command) as process:
-        return process.wait()
+PHASE_GRACE = 10.0       # seconds a phase has to stop on its own after a Ctrl-C
+
+
+def run_phase(command):
+    """The exit status of `command`, a phase of a recipe or the torchrun of a run on several
+    GPUs, run as a child that does not outlive this process: when this one dies, even by
+    SIGKILL, the kernel sends the child SIGTERM (``data.parallel.dying_with_this_process``;
+    torchrun's agent then stops its workers, which also die with it:
+    ``train.torch_backend.backend.follow_agent``). A Ctrl-C from the terminal reaches the child
+    too, which then stops on its own: it is left `PHASE_GRACE` seconds to finish (not killed in
+    the middle of saving a checkpoint), and gets the SIGTERM after them."""
+    with subprocess.Popen(command, preexec_fn=dying_with_this_process(signal.SIGTERM)) as process:
+        try:
+            return process.wait()
+        except KeyboardInterrupt:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(PHASE_GRACE)
+            raise
 
 
 def main(argv=None):
     """Train; returns the exit status (0), or exits with 2 after one line `train: error: ...`.
 
+    An interrupted run (Ctrl-C: ``train: interrupted``, status 130) exits at once, without
+    the interpreter's shutdown: every output is complete or a hidden temporary already (the
+    error's way out has run every ``finally``: the run folder's lock is released), the log
+    writes each line as it comes, and the children die with this process (DataLoader
+    workers, torchrun); PyTorch's shutdown of its input workers took 1.6-4.6 s more.
     A failed worker of a distributed job must not wait in the parameter server's shutdown
-    barrier for the other workers, which wait for its gradients: it exits at once (the
+    barrier for the other workers, which wait for its gradients: it exits at once too (the
     launcher then stops the job)."""
-    if os.environ.get("DMLC_ROLE") != "worker":
-        return _train(argv)
     try:
         return _train(argv)
     except SystemExit as done:
+        if done.code != INTERRUPTED and os.environ.get("DMLC_ROLE") != "worker":
+            raise
+        sys.stdout.flush()
         sys.stderr.flush()
         os._exit(done.code if isinstance(done.code, int) else 2)
 

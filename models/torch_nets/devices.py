@@ -8,3 +8,15 @@ def torch_device(text):
     """The ``torch.device`` of device string ``text``: ``cpu``, or ``gpu:N`` -> ``cuda:N``."""
     device = parse_device(text)
     return torch.device("cpu") if device.kind == "cpu" else torch.device("cuda", device.index)
+
+
+def unavailable_gpu(gpus):
+    """Why the GPUs of `gpus`, the numbers ``"0,1"`` of ``--devices gpu:0,gpu:1``, cannot all
+    be used here (this PyTorch sees no CUDA GPU, or fewer than one of them needs), or None."""
+    listed = [int(g) for g in str(gpus).split(",") if g.strip()]
+    if not torch.cuda.is_available():
+        return "GPUs %s asked for but this PyTorch sees no CUDA GPU; train on the CPU with --devices cpu" % gpus
+    missing = [g for g in listed if g >= torch.cuda.device_count()]
+    if missing:
+        return "GPUs %s: GPU %d asked for but this machine has %d" % (gpus, missing[0], torch.cuda.device_count())
+    return None

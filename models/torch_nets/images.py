@@ -7,7 +7,9 @@ decoder (25,000-33,000 Cdiscount pictures a second on one H200, against OpenCV's
 4,700-6,300 a core: issue 13's figures, measured outside this project), which frees the
 CPU cores for the rest of the input; on the CPU it is libjpeg-turbo, one picture after
 the other, which gives OpenCV's pixels bit for bit (tests/torch/test_torch_data.py) and
-lets the tests run this path without a GPU.
+lets the tests run this path without a GPU. A picture the device's decoder refuses is
+decoded by OpenCV (`decode_on_device`): a picture is good where OpenCV decodes it, in
+every decode place (and in MXNet's ImageRecordIter, which decodes with OpenCV).
 
 `resize` is OpenCV's ``INTER_LINEAR`` with OpenCV's own fixed-point arithmetic, on the
 device: ``cv2.resize``'s pixels bit for bit (float32 bilinear was within one level but
@@ -26,6 +28,8 @@ import numpy as np
 import torch
 from torchvision.io import ImageReadMode, decode_jpeg
 
+from data.images import decode_rgb
+
 
 def jpeg_tensor(jpeg):
     """The 1-D uint8 CPU tensor ``decode_jpeg`` reads, of JPEG bytes (copied: bytes are
@@ -41,17 +45,25 @@ def _decode(data, device):
 
 
 def _decoded_alone(data, device):
+    """`data` decoded on `device`, or by OpenCV on the CPU when the device's decoder refuses
+    it (`decode_on_device`); None when neither decodes it."""
     try:
         return _decode(data, device)
     except RuntimeError:
-        return None
+        rgb = decode_rgb(data.numpy())
+        return None if rgb is None else torch.from_numpy(rgb).permute(2, 0, 1).contiguous().to(device)
 
 
 def decode_on_device(jpegs, device):
     """``[(3, h, w) uint8 RGB tensor on device, or None]``: each of the JPEG byte strings
-    (or 1-D uint8 CPU tensors of them) `jpegs` decoded on `device` (None: it does not decode). One batched call for all of
-    them; when that call fails (one bad picture fails the batch), each is decoded alone to
-    tell which."""
+    (or 1-D uint8 CPU tensors of them) `jpegs` decoded on `device`. One batched call for all
+    of them; when that call fails (one bad picture fails the batch), each is decoded alone
+    to tell which, and one the device's decoder refuses is decoded by OpenCV on the CPU
+    (`data.images.decode_rgb`, what the decoder processes and the input workers use): None
+    only for a picture OpenCV cannot decode either. So both decode places of training and of
+    prediction take and refuse the same pictures: libjpeg-turbo (torchvision) refuses some
+    damaged pictures that OpenCV decodes with a warning (a marker inside the scan data: "Bogus
+    Huffman table definition"), and nvJPEG may refuse others."""
     if not jpegs:
         return []
     data = [jpeg_tensor(j) for j in jpegs]

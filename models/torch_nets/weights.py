@@ -18,15 +18,35 @@ from models.weight_convert import BN_COUNTER, WeightConversionError, from_torchv
 
 def read_state_dict(path):
     """``{name: tensor}`` of a PyTorch weight file: ``.safetensors``, or a plain state dict
-    saved by ``torch.save`` (``.pth``/``.pt``/``.bin``, read with ``weights_only``)."""
+    saved by ``torch.save`` (``.pth``/``.pt``/``.bin``, read with ``weights_only``). A file
+    that is neither (random bytes, a truncated download) is a `WeightConversionError` naming
+    it, in one line."""
     path = str(path)
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-        return load_file(path)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors.torch import load_file
+            return load_file(path)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:   # noqa: BLE001 -- torch.load raises whatever its unpickler meets
+        raise WeightConversionError("%s cannot be read as PyTorch weights (%s: %s): expected a .safetensors file or "
+                                    "a state dict saved by torch.save, such as timm's and torchvision's"
+                                    % (path, type(err).__name__, _first_words(err))) from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightConversionError("%s is not a plain state dict ({name: tensor})" % path)
     return state
+
+
+def _first_words(error):
+    """What a loader's error says of the file: the line after ``WeightsUnpickler error:`` of
+    ``torch.load``'s several paragraphs (which open with advice about ``weights_only``), else
+    its first line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    for line, following in zip(lines, lines[1:]):
+        if line.endswith("WeightsUnpickler error:"):
+            return following
+    return lines[0] if lines else "no message"
 
 
 def classifier_prefix(model):

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from data.errors import DataInputError
+from helpers import damage_record, marker_in_scan
 from torch_recs import write_rec
 from train.torch_backend.backend import TorchDeviceError, smoothed_cross_entropy, training_device
 from models import backends
@@ -99,6 +101,31 @@ def test_the_colour_jitter_on_the_device_is_opencvs():
     assert np.array_equal(got[0].permute(1, 2, 0).numpy(), expected[0])
 
 
+@pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities of TorchVision")
+def test_a_damaged_picture_that_opencv_decodes_is_decoded_alike_in_both_places(tmp_path):
+    """One rule in both decode places: a picture is good where OpenCV decodes it. This one
+    passes the structural check, OpenCV decodes it, the device's decoder (libjpeg-turbo here)
+    refuses it: the device path decodes it with OpenCV, to the input workers' pixels."""
+    from torchvision.io import decode_jpeg
+    from data.images import decode_rgb
+    from data.jpeg import picture_problem
+    count = itertools.count()
+    pictures = {}
+
+    def picture(label, rng):
+        jpeg = cv2.imencode(".jpg", cv2.GaussianBlur(rng.randint(0, 256, (40, 40, 3)).astype(np.uint8), (5, 5), 0))[1]
+        pictures[next(count)] = jpeg = marker_in_scan(jpeg.tobytes()) if len(pictures) == 5 else jpeg.tobytes()
+        return jpeg
+
+    record = record_file.open_record_file(write_rec(str(tmp_path / "damaged"), 8, 3, seed=0, pictures=picture)[0])
+    damaged = pictures[5]
+    assert picture_problem(damaged) is None and decode_rgb(damaged) is not None
+    with pytest.raises(RuntimeError, match="Bogus Huffman table definition"):
+        decode_jpeg(torch.frombuffer(bytearray(damaged), dtype=torch.uint8))
+    on_workers, on_device = _both_places(record, inputs.Augmentation(random_mirror=True, random_crop=True))
+    assert torch.equal(on_workers, on_device)
+
+
 @pytest.mark.parametrize("place", [backends.WORKER_DECODE, backends.DEVICE_DECODE])
 def test_an_undecodable_picture_is_named(tmp_path, place):
     good = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
@@ -110,6 +137,25 @@ def test_an_undecodable_picture_is_named(tmp_path, place):
     with pytest.raises(record_file.UndecodablePictureError, match=named):
         list(loader.batches(record, np.arange(record.num_records), 2, (3, 8, 8), workers=1, decode_on=place,
                                 drop_last=False))
+
+
+@pytest.mark.parametrize("place", [backends.WORKER_DECODE, backends.DEVICE_DECODE])
+@pytest.mark.parametrize("field, value, named", [
+    ("magic", 0, r"offset {offset}: record 5 is damaged: its frame \(magic word 0x00000000"),
+    ("length", 0, r"offset {offset}: record 5 ends at offset {end} but the index puts record 6 at"),
+    ("label", 7.0, r"offset {offset}, product \d+: record 5 \(image \d+\) has label 7, not a class id of the "
+                   r"network's --num-classes 3 outputs \(0..2\): the .rec was changed after its conversion report"),
+    ("label", 1.5, r"offset {offset}, product \d+: record 5 \(image \d+\) has label 1.5, not a class id"),
+])
+def test_a_record_changed_after_its_check_is_named_by_the_worker_that_reads_it(tmp_path, place, field, value, named):
+    """The DataLoader worker process that reads a damaged record, or a label that is not a
+    class id, says so (no exception crosses from it); the main process names the record."""
+    rec = write_rec(str(tmp_path / "changed"), 6, 3, seed=0)[0]
+    record = record_file.open_record_file(rec)        # checked as training opens it, then changed
+    offset = damage_record(rec, 5, field, value)
+    with pytest.raises(DataInputError, match=named.format(offset=offset, end=offset + 8)):
+        list(loader.batches(record, np.arange(record.num_records), 2, (3, 8, 8), workers=1, decode_on=place,
+                            drop_last=False, num_classes=3))
 
 
 def test_label_smoothing_is_mxnets():

@@ -228,13 +228,10 @@ def corrupt_huffman_selector(jpeg):
     return bytes(picture)
 
 
-@pytest.fixture(scope="module")
-def bad_rec(world, tmp_path_factory):
+def rec_with_damaged_pictures(world, folder, damage):
     """The first products of the world's `.rec`, one picture of a product of several
-    pictures and the only picture of another corrupted as `corrupt_huffman_selector` does;
-    ``(rec, the product ids, their bad image numbers)``."""
-    import cv2
-    from data.jpeg import picture_problem
+    pictures and the only picture of another damaged by `damage` (JPEG bytes -> JPEG bytes);
+    ``(rec, {product id: its damaged image number})``."""
     from data.recordio import iter_records, unpack
     from helpers import write_pictures_rec
     records = [(label, int(product_id), int(number), jpeg)       # (read without MXNet: not in this process)
@@ -246,13 +243,27 @@ def bad_rec(world, tmp_path_factory):
     bad = {several: 1, single: 0}
     for i, (label, product_id, number, jpeg) in enumerate(records):
         if bad.get(product_id) == number:
-            jpeg = corrupt_huffman_selector(jpeg)
-            assert picture_problem(jpeg) is None
-            assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR) is None
-            records[i] = (label, product_id, number, jpeg)
-    folder = tmp_path_factory.mktemp("bad-rec")
-    rec = write_pictures_rec(str(folder / "bad"), *zip(*records))
-    return rec, bad
+            records[i] = (label, product_id, number, damage(jpeg))
+    return write_pictures_rec(str(folder / "bad"), *zip(*records)), bad
+
+
+def opencv_decodes(jpeg):
+    import cv2
+    return cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR) is not None
+
+
+@pytest.fixture(scope="module")
+def bad_rec(world, tmp_path_factory):
+    """`rec_with_damaged_pictures` corrupted as `corrupt_huffman_selector` does."""
+    from data.jpeg import picture_problem
+
+    def damage(jpeg):
+        jpeg = corrupt_huffman_selector(jpeg)
+        assert picture_problem(jpeg) is None
+        assert not opencv_decodes(jpeg)
+        return jpeg
+
+    return rec_with_damaged_pictures(world, tmp_path_factory.mktemp("bad-rec"), damage)
 
 
 def bad_rec_job(world, bad_rec):
@@ -292,6 +303,31 @@ def test_a_picture_the_device_cannot_decode_stops_the_run_naming_it(world, bad_r
         assert found and bad[int(found.group(1))] == int(found.group(2)), error
         if decoders:
             assert re.match(r"model worker 0 \(pid \d+\) failed: DataInputError: ", error), error
+
+
+@pytest.mark.slow
+def test_a_damaged_picture_that_opencv_decodes_is_predicted_alike_in_both_places(world, tmp_path):
+    """One rule in both decode places: a picture is good where OpenCV decodes it. Pictures
+    that pass the structural check and that OpenCV decodes but the device's decoder refuses
+    (`helpers.marker_in_scan`) are predicted on the device from OpenCV's pixels: the
+    decoders' predictions, nothing skipped, no fallback (the device path used to stop, or
+    with skip_bad_images to leave them out)."""
+    from helpers import marker_in_scan
+
+    def damage(jpeg):
+        jpeg = marker_in_scan(jpeg)
+        assert opencv_decodes(jpeg)
+        return jpeg
+
+    rec, _ = rec_with_damaged_pictures(world, tmp_path, damage)
+    job = dict(rec=rec, runs=world["runs"][:1], decoders=2, devices=["cpu"], batch_size=8)
+    [decoders] = predict_side(world, tmp_path / "decoders", **dict(job, decode_on="decoders"))["manifests"]
+    [device] = predict_side(world, tmp_path / "device", **dict(job, decode_on="device"))["manifests"]
+    name = os.path.basename(world["runs"][0])
+    assert_same_predictions(str(tmp_path / "decoders" / "out" / name), str(tmp_path / "device" / "out" / name))
+    assert device["problems"] == decoders["problems"] == []
+    assert device["fallback"]["products"] == decoders["fallback"]["products"] == 0
+    assert device["images"] == decoders["images"]
 
 
 def test_views_built_on_the_device_are_the_decoders_views():

@@ -58,12 +58,13 @@ from torch import distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from data.atomic import atomic_path
+from data.parallel import die_with_current_parent
 from data.products import ProductAccuracy, accuracy, product_ranges
 from data.record_file import DataFileError
 from models import params_file, runs
 from models.torch_nets.build import UnsupportedArchitectureError, create_torch_model
 from models.torch_nets.convert_weights import TORCH_SUFFIXES
-from models.torch_nets.devices import torch_device
+from models.torch_nets.devices import torch_device, unavailable_gpu
 from models.torch_nets.weights import classifier_prefix, gluon_weights_to_state, load_imagenet_backbone
 from models.weight_convert import BN_COUNTER, WeightConversionError, parameter_pairs, torch_to_gluon
 from train import metrics
@@ -92,9 +93,9 @@ def training_device(gpus, dtype):
         if dtype != "float32":
             raise TorchDeviceError("--dtype %s needs a GPU (--devices gpu:N); CPUs train in float32" % dtype)
         return torch_device("cpu")
-    if not torch.cuda.is_available():
-        raise TorchDeviceError("GPUs %s asked for but this PyTorch sees no CUDA GPU; train on the CPU with "
-                               "--devices cpu" % gpus)
+    unavailable = unavailable_gpu(gpus)
+    if unavailable:
+        raise TorchDeviceError(unavailable)
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if "LOCAL_RANK" not in os.environ and len(listed) > 1:
         raise TorchDeviceError("--backend torch trains on one GPU per process: start %d processes with torchrun "
@@ -102,10 +103,16 @@ def training_device(gpus, dtype):
                                % (len(listed), len(listed), gpus))
     if local_rank >= len(listed):
         raise TorchDeviceError("process LOCAL_RANK %d has no GPU among GPUs %s" % (local_rank, gpus))
-    if listed[local_rank] >= torch.cuda.device_count():
-        raise TorchDeviceError("GPUs %s: GPU %d asked for but this machine has %d" % (gpus, listed[local_rank],
-                                                                                    torch.cuda.device_count()))
     return torch_device("gpu:%d" % listed[local_rank])
+
+
+def follow_agent():
+    """A process that torchrun's agent started (``TORCHELASTIC_RUN_ID``) dies with it (SIGKILL,
+    ``data.parallel.die_with_current_parent``): torchrun stops its workers when it is stopped
+    (SIGTERM, SIGINT) but not when it is killed, and the workers of a dead agent would train on,
+    holding the run folder. One whose agent is already gone (it was re-parented to init) exits."""
+    if "TORCHELASTIC_RUN_ID" in os.environ and not die_with_current_parent():
+        os._exit(1)
 
 
 def join_process_group(device):
@@ -235,6 +242,7 @@ class TorchBackend(Backend):
         return ",".join(map(str, range(torch.cuda.device_count())))
 
     def __init__(self, config):
+        follow_agent()
         self.config = config
         self.device = training_device(config.devices.gpus, config.network.dtype)
         self.devices = [str(self.device)] * config.devices.cpu_devices if self.device.type == "cpu" \
@@ -343,8 +351,8 @@ class TorchBackend(Backend):
         order = epoch_order(data.train.num_records, epoch_seed, self.config.optimizer.batch_size,
                                        self.rank, self.num_workers)
         return loader.batches(data.train, order, self.config.optimizer.batch_size, data.image_shape,
-                                  data.augmentation, epoch_seed, self.config.data.data_nthreads,
-                                  self.config.data.decode_on, self.device)
+                              data.augmentation, epoch_seed, self.config.data.data_nthreads,
+                              self.config.data.decode_on, self.device, num_classes=self.config.data.num_classes)
 
     def _input(self, pixels, spec):
         return loader.normalise(pixels, spec.mean, spec.scale, self.device, self.device.type == "cuda")
@@ -411,7 +419,7 @@ class TorchBackend(Backend):
             for pixels, labels in loader.batches(data.val, order, self.config.optimizer.batch_size,
                                                      data.image_shape, workers=self.config.data.data_nthreads,
                                                      decode_on=self.config.data.decode_on, device=self.device,
-                                                     drop_last=False):
+                                                     drop_last=False, num_classes=self.config.data.num_classes):
                 with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
                     logits = self.model(self._input(pixels, data.spec)).float()
                 size = len(labels)

@@ -1,8 +1,9 @@
 """Several GPUs of one machine with one command: ``train.py`` starts itself again under
 ``torchrun``, one process per GPU (DistributedDataParallel, ``train.torch_backend.backend``).
 
-This module builds the command only; it imports no framework, so the training command
-(and a recipe's phase) can ask for it before anything is loaded.
+This module builds the command; it imports no framework, so the training command can ask
+for it before anything is loaded. Only a command that will start torchrun imports PyTorch,
+to check first that the machine has the GPUs (`check_devices`).
 """
 import os
 import sys
@@ -23,3 +24,12 @@ def relaunch(config, argv, script):
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(len(gpus)),
             script, *argv, "--batch-size", str(config.optimizer.batch_size // len(gpus))]
 
+
+def check_devices(config):
+    """Before torchrun starts (`relaunch`): a `UserError` when the machine lacks a GPU of
+    `config`, which each of torchrun's processes would report, and then torchrun its own
+    traceback. Imports PyTorch (only the command that starts torchrun asks)."""
+    from models.torch_nets.devices import unavailable_gpu
+    unavailable = unavailable_gpu(config.devices.gpus)
+    if unavailable:
+        raise UserError(unavailable)

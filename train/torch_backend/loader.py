@@ -14,7 +14,9 @@ Where the JPEGs are decoded is an option (``--decode-on``, `batches`):
   with one batched call on the training device (nvJPEG on a GPU:
   ``models.torch_nets.images``) and augments it there (`augment_on_device`), for machines
   with fewer cores per GPU. Same pictures (libjpeg-turbo on the CPU equals OpenCV bit
-  for bit), same draws, OpenCV's resize bit for bit, colour jitter within 1-2 levels of OpenCV's.
+  for bit; a damaged picture the device's decoder refuses is decoded by OpenCV, so both
+  places take and refuse the same pictures), same draws, OpenCV's resize bit for bit,
+  colour jitter within 1-2 levels of OpenCV's.
 
 Order, augmentation draws and the exactness of a resume are ``train.inputs``'s (functions
 of seed, epoch and record only, the same in both decoding places). They are not
@@ -22,7 +24,9 @@ bit-identical to MXNet's C++ iterator (other random streams).
 
 Importing this module imports PyTorch: never in an MXNet process.
 """
+import math
 import os
+import signal
 
 import numpy as np
 import torch
@@ -30,7 +34,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from data import recordio
 from data.images import decode_rgb
-from data.record_file import UndecodablePictureError
+from data.parallel import die_with_current_parent
+from data.record_file import (CHANGED_LABELS, UndecodablePictureError, classes_reason, label_error,
+                              label_problems)
 from models.backends import WORKER_DECODE
 from models.torch_nets import images as device_images
 from train.inputs import NO_AUGMENTATION, augment, draws_of, geometry
@@ -78,6 +84,11 @@ def augment_on_device(images, size, aug, draws):
     return torch.where(mirrored[:, None, None, None], pixels.flip(-1), pixels)
 
 
+# What an input worker says of each record it read (`check_batch` names the first that is not
+# `READ`): exceptions raised in a DataLoader worker reach the main process as a traceback's text.
+READ, UNDECODABLE, DAMAGED = 0, 1, 2
+
+
 class _RecordReader(Dataset):
     """Records of a ``data.record_file.RecordFile`` by record number; each worker process opens the
     ``.rec`` itself (after the fork, so no file position is shared)."""
@@ -96,16 +107,22 @@ class _RecordReader(Dataset):
         return self._file
 
     def label_and_jpeg(self, index):
-        payload, _ = recordio.read_record(self._opened(), int(self.record.offsets[index]))
+        """(label as the record holds it, JPEG bytes) of record `index`, or (NaN, None) when its
+        frame is damaged (``data.recordio.read_indexed_record``)."""
+        try:
+            payload = recordio.read_indexed_record(self._opened(), self.record.offsets, index)
+        except recordio.RecordFileError:
+            return math.nan, None
         (_, label, _, _), jpeg = recordio.unpack(payload)
-        return int(label), jpeg
+        return label, jpeg
 
 
 class RecordImages(_RecordReader):
-    """The pictures of a ``data.record_file.RecordFile`` as ``(pixels, label, record number, decoded)``:
-    uint8 CHW pixels of `image_shape`, decoded with OpenCV and augmented (`augment`). A
-    picture that does not decode gives zeros and ``decoded`` False (the main process names
-    it: `check_decoded`), so no exception has to cross from a worker process."""
+    """The pictures of a ``data.record_file.RecordFile`` as ``(pixels, label, record number, status)``:
+    uint8 CHW pixels of `image_shape`, decoded with OpenCV and augmented (`augment`), the label
+    as the record holds it (a float). A damaged record or a picture that does not decode gives
+    zeros and its `status` (`DAMAGED`, `UNDECODABLE`; the main process names it: `check_batch`),
+    so that no exception has to cross from a worker process."""
 
     def __init__(self, record, image_shape, augmentation=NO_AUGMENTATION, epoch_seed=0):
         super().__init__(record)
@@ -115,49 +132,84 @@ class RecordImages(_RecordReader):
 
     def __getitem__(self, index):
         label, jpeg = self.label_and_jpeg(index)
-        rgb = decode_rgb(jpeg)
+        rgb = decode_rgb(jpeg) if jpeg is not None else None
         if rgb is None:
-            return torch.zeros((3, *self.size), dtype=torch.uint8), label, index, False
+            return torch.zeros((3, *self.size), dtype=torch.uint8), label, index, \
+                UNDECODABLE if jpeg is not None else DAMAGED
         rgb = augment(rgb, self.size, self.augmentation, draws_of(self.augmentation, self.epoch_seed, index))
-        return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))), label, index, True
+        return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))), label, index, READ
 
 
 class RecordJpegs(_RecordReader):
     """The records of a ``data.record_file.RecordFile`` as ``(JPEG bytes as a uint8 tensor, label,
-    record number)``, undecoded, for decoding on the device (``models.backends.DEVICE_DECODE``)."""
+    record number, status)``, undecoded, for decoding on the device (``models.backends.DEVICE_DECODE``);
+    a damaged record gives no bytes and `DAMAGED`."""
 
     def __getitem__(self, index):
         label, jpeg = self.label_and_jpeg(index)
-        return device_images.jpeg_tensor(jpeg), label, index
+        return device_images.jpeg_tensor(jpeg or b""), label, index, READ if jpeg is not None else DAMAGED
 
     @staticmethod
     def collate(samples):
-        jpegs, labels, indices = zip(*samples)
-        return list(jpegs), torch.tensor(labels), torch.tensor(indices)
+        jpegs, labels, indices, status = zip(*samples)
+        return list(jpegs), torch.tensor(labels, dtype=torch.float64), torch.tensor(indices), torch.tensor(status)
 
 
-def check_decoded(record, indices, decoded):
-    """Raise ``UndecodablePictureError`` naming the first record of a batch whose
-    picture did not decode."""
-    if bool(decoded.all()):
-        return
-    i = int(indices[np.flatnonzero(~decoded.numpy())[0]])
+def check_batch(record, indices, labels, status, num_classes=None):
+    """The labels of a batch of records of `record` as class ids (int64), once every record is
+    checked: raise the located error (file, offset, product, record) of the first whose
+    frame is damaged (``data.recordio.read_indexed_record``'s, read again here), whose
+    picture did not decode (`status`), or whose label is not a class id of a
+    `num_classes`-way classifier (``data.record_file.label_problems``: a label changed in
+    the file after the conversion report that vouched for every label). A few comparisons
+    per batch: nothing next to the decoding."""
+    bad = (status.numpy() != READ) | label_problems(labels.numpy(), num_classes)
+    if not bad.any():
+        return labels.long()
+    first = int(np.flatnonzero(bad)[0])
+    i = int(indices[first])
     with open(record.rec, "rb") as f:
-        (_, _, product_id, image_number), jpeg = recordio.unpack(recordio.read_record(f, int(record.offsets[i]))[0])
-    raise UndecodablePictureError(
-        record.rec, int(record.offsets[i]), product_id,
-        "record %d, image %d: its %d-byte picture will not decode; convert the file again with data.bson2rec, "
-        "which checks every picture (--skip-bad leaves them out)" % (i, image_number, len(jpeg)))
+        (_, label, product_id, image_number), jpeg = recordio.unpack(recordio.read_indexed_record(f, record.offsets, i))
+    if status[first] == UNDECODABLE:
+        raise UndecodablePictureError(
+            record.rec, int(record.offsets[i]), product_id,
+            "record %d, image %d: its %d-byte picture will not decode; convert the file again with data.bson2rec, "
+            "which checks every picture (--skip-bad leaves them out)" % (i, image_number, len(jpeg)))
+    raise label_error(record, i, label, product_id, image_number, "%s: %s" % (
+        classes_reason(num_classes) if num_classes is not None else "not a class id", CHANGED_LABELS))
 
 
-def _loader(dataset, order, batch_size, workers, pin_memory, drop_last):
-    return DataLoader(dataset, batch_size=batch_size, sampler=order.tolist(), num_workers=workers,
-                      pin_memory=pin_memory, drop_last=drop_last, prefetch_factor=2 if workers else None,
-                      persistent_workers=False, collate_fn=getattr(dataset, "collate", None))
+def _loaded(dataset, order, batch_size, workers, pin_memory, drop_last):
+    """The batches of a DataLoader over `dataset`, whose `workers` processes are forked with
+    SIGINT blocked, as ``data.parallel``'s: they ignore it (`_worker_start`), and a Ctrl-C that
+    comes while they are forked reaches this process once they are, not inside a fork
+    handler, which would swallow it (and the worker it killed would end the run with
+    "DataLoader worker exited unexpectedly")."""
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=order.tolist(), num_workers=workers,
+                        pin_memory=pin_memory, drop_last=drop_last, prefetch_factor=2 if workers else None,
+                        persistent_workers=False, collate_fn=getattr(dataset, "collate", None),
+                        worker_init_fn=_worker_start)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        loaded = iter(loader)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    return loaded
+
+
+def _worker_start(worker_id):
+    """A DataLoader worker's start: Ctrl-C is the training process's (SIGINT ignored), and the
+    worker dies with its parent (SIGKILL, ``data.parallel.die_with_current_parent``), which
+    may end without shutting its workers down (a SIGKILL, or Ctrl-C: ``train.train.main``);
+    PyTorch's own check of the parent comes only every 5 s."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    if not die_with_current_parent():
+        os._exit(1)
 
 
 def batches(record, order, batch_size, image_shape, augmentation=NO_AUGMENTATION, epoch_seed=0,
-            workers=0, decode_on=WORKER_DECODE, device="cpu", drop_last=True):
+            workers=0, decode_on=WORKER_DECODE, device="cpu", drop_last=True, num_classes=None):
     """``(pixels, labels)`` batches of `batch_size` pictures of `record` (a
     ``data.record_file.RecordFile``), reading the record numbers `order` in that order with
     `workers` processes (0: this one), each keeping two batches ahead; pixels uint8 NCHW of
@@ -167,20 +219,23 @@ def batches(record, order, batch_size, image_shape, augmentation=NO_AUGMENTATION
     processes; the batches come in pinned memory for a GPU `device`, still on the CPU) or
     ``device`` (``models.backends.DEVICE_DECODE``: the workers read the JPEG bytes, and one batched
     ``models.torch_nets.images.decode_on_device`` call decodes them on `device`, where they
-    are augmented: the batches are there). An undecodable picture raises
-    ``UndecodablePictureError`` naming its record."""
+    are augmented: the batches are there). Labels are int64 class ids of a `num_classes`-way
+    classifier. A damaged record, an undecodable picture or a label that is not a class id
+    raises the error naming its record (`check_batch`)."""
     device = torch.device(device)
     pin_memory = device.type == "cuda"
     size = tuple(image_shape[1:])
     if decode_on == WORKER_DECODE:
         dataset = RecordImages(record, image_shape, augmentation, epoch_seed)
-        for pixels, labels, indices, decoded in _loader(dataset, order, batch_size, workers, pin_memory, drop_last):
-            check_decoded(record, indices, decoded)
-            yield pixels, labels
+        for pixels, labels, indices, status in _loaded(dataset, order, batch_size, workers, pin_memory, drop_last):
+            yield pixels, check_batch(record, indices, labels, status, num_classes)
         return
-    for jpegs, labels, indices in _loader(RecordJpegs(record), order, batch_size, workers, pin_memory, drop_last):
+    for jpegs, labels, indices, status in _loaded(RecordJpegs(record), order, batch_size, workers, pin_memory,
+                                                  drop_last):
+        labels = check_batch(record, indices, labels, status, num_classes)
         images = device_images.decode_on_device(jpegs, device)
-        check_decoded(record, indices, torch.tensor([image is not None for image in images]))
+        decoded = torch.tensor([image is not None for image in images])
+        check_batch(record, indices, labels, torch.where(decoded, READ, UNDECODABLE), num_classes)
         draws = [draws_of(augmentation, epoch_seed, int(i)) for i in indices]
         yield augment_on_device(images, size, augmentation, draws), labels
 
