@@ -1,9 +1,10 @@
 """Benchmark: a recipe's training speed on this machine, and the hours the whole recipe takes at it.
 
-    python bench/bench_recipes_torch.py                                  # T01, T02 on this CPU
+    python bench/bench_recipes_torch.py                                  # T01, T02 and M06 on this CPU
     python bench/bench_recipes_torch.py --recipes T01 --devices gpu:0 --dtype bfloat16 --batch-size 256
 
-Each recipe's network (``train.recipes.MODERN``) is built as its run builds it (5,270
+Each recipe's network (``train.recipes``: the modern ones, and a reference model such as
+M06's DPN-92 for comparison, as its PyTorch twin) is built as its run builds it (5,270
 classes, its input size, its optimizer, random weights) and timed as bench/bench_models.py
 times the reference's networks: whole training steps (forward, label-smoothed loss,
 backward, the optimizer's update and the moving average of the weights) on one batch of
@@ -23,10 +24,11 @@ from timm.utils import ModelEmaV3
 
 from data.atomic import atomic_open
 from data.cli import add_common_options, add_device_options, command, gpu_numbers_of
+from models import get_spec
 from models.torch_nets.build import create_torch_model
 from models.torch_nets.devices import torch_device
 from train.args import parse_config
-from train.recipes import MODERN, Settings, phase_arguments
+from train.recipes import MODELS, MODERN, Settings, phase_arguments, recipes_named
 from train.torch_backend.backend import AUTOCAST_DTYPES, create_optimizer, smoothed_cross_entropy
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -34,10 +36,16 @@ CLASSES = 5270
 DATASET_A_TRAIN_PICTURES = 11_754_490       # REFERENCE.md: split A's training side
 
 
-def recipe_configs(name):
-    """The training configuration of each phase of recipe `name`, and its epochs."""
-    phases = [parse_config(argv) for argv in phase_arguments(MODERN[name], Settings(gpus=""))]
-    return phases, phases[-1].schedule.num_epochs
+def last_phase(name):
+    """The training configuration of recipe `name`'s last phase (its epochs: the recipe's)."""
+    [recipe] = recipes_named([name])
+    return parse_config(phase_arguments(recipe, Settings(gpus=""))[-1])
+
+
+def input_shape(config):
+    """The input of the run of `config`: its ``--image-shape``, else its network's size."""
+    size = get_spec(config.network.network).input_size
+    return config.data.image_shape or (3, size, size)
 
 
 def step_speed(config, device, batch_size, dtype, min_seconds, min_batches, warmup):
@@ -47,8 +55,7 @@ def step_speed(config, device, batch_size, dtype, min_seconds, min_batches, warm
         model = model.to(memory_format=torch.channels_last)
     optimizer = create_optimizer(model, config.optimizer)
     ema = ModelEmaV3(model, decay=config.ema.ema_decay) if config.ema.ema_decay else None
-    size = config.data.image_shape[1:]
-    x = torch.rand(batch_size, 3, *size, device=device)
+    x = torch.rand(batch_size, *input_shape(config), device=device)
     y = torch.randint(0, CLASSES, (batch_size,), device=device)
     autocast = AUTOCAST_DTYPES.get(dtype)
 
@@ -84,7 +91,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="bench_recipes_torch", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recipes", nargs="+", default=list(MODERN), choices=list(MODERN))
+    parser.add_argument("--recipes", nargs="+", default=[*MODERN, "M06"], choices=[*MODERN, *MODELS])
     add_device_options(parser, help_text="cpu, or one GPU: gpu:0")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--dtype", choices=("float32", *AUTOCAST_DTYPES), default="float32")
@@ -99,13 +106,13 @@ def main(argv=None):
     rows = ["| recipe | network | input | batch | dtype | train img/s | epochs x pictures | hours on this device |",
             "|---|---|---|---:|---|---:|---:|---:|"]
     for name in args.recipes:
-        phases, epochs = recipe_configs(name)
-        config = phases[-1]
+        config = last_phase(name)
+        epochs = config.schedule.num_epochs
         speed = step_speed(config, device, args.batch_size, args.dtype, args.min_seconds, args.min_batches,
                            args.warmup)
         pictures = epochs * DATASET_A_TRAIN_PICTURES
-        rows.append("| %s | %s | %dx%d | %d | %s | %.1f | %d x %d | %.0f |" % (
-            name, config.network.network, *config.data.image_shape[1:], args.batch_size, args.dtype, speed, epochs,
+        rows.append("| %s | %s | %dx%d | %d | %s | %.2f | %d x %d | %.0f |" % (
+            name, config.network.network, *input_shape(config)[1:], args.batch_size, args.dtype, speed, epochs,
             DATASET_A_TRAIN_PICTURES, pictures / speed / 3600))
         print(rows[-1], flush=True)
     text = "# Recipes beyond the reference: training speed and hours\n\nDevice: %s; %s\n\n%s\n" % (

@@ -67,7 +67,8 @@ class Family:
     backend's networks that builds this family (the interface each backend's package
     documents); ``weights_format``: the format of its runs' weights (``models.runs``);
     ``default_weights``: the ``--pretrained`` word that loads a network's own ImageNet
-    weights through its library's loader (None: only files); ``sized(config, image_shape)``:
+    weights through its library's loader (its PyTorch builder's ``imagenet_state(config,
+    classes)`` gives them; None: only files); ``sized(config, image_shape)``:
     the configuration of a network built for inputs of `image_shape` (3, H, W), for the
     networks whose input size is fixed when they are built (a ViT's position embeddings);
     ``description``: what the listing says of a pattern-named family."""

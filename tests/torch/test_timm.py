@@ -61,6 +61,7 @@ def assert_same_state(a, b):
         assert torch.equal(a[name], b[name]), name
 
 
+@pytest.mark.slow
 def test_a_timm_network_trains_into_a_native_run_folder(dataset, tmp_path):
     run_dir = tmp_path / "run"
     done = train_command(dataset, run_dir, "--num-epochs", "2", "--normalization", "imagenet", "--optimizer", "adamw",
@@ -86,6 +87,7 @@ def test_a_timm_network_trains_into_a_native_run_folder(dataset, tmp_path):
     assert meta["metrics"]["val"]["accuracy"] > 0.5 and meta["metrics"]["val"]["product_accuracy"] > 0.5   # chance: 1/4
 
 
+@pytest.mark.slow
 def test_a_timm_run_resumes_bit_exactly_with_adamw_a_cosine_schedule_and_the_moving_average(dataset, tmp_path):
     extra = ("--optimizer", "adamw", "--wd", "0.05", "--lr-schedule", "cosine", "--cosine-epochs", "2",
              "--warmup-epochs", "0.5", "--ema-decay", "0.8", "--ema-warmup", "--random-crop", "1",
