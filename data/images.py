@@ -40,7 +40,9 @@ def network_input(preprocess, pixels):
         pixels = pixels[..., ::-1]
     x = np.ascontiguousarray(pixels.transpose(0, 3, 1, 2), dtype=np.float32)
     if any(preprocess.mean) or preprocess.scale != 1:
-        x = (x - np.asarray(preprocess.mean, np.float32).reshape(1, 3, 1, 1)) * np.float32(preprocess.scale)
+        # one scale, or one per channel
+        x = (x - np.asarray(preprocess.mean, np.float32).reshape(1, 3, 1, 1)) * \
+            np.asarray(preprocess.scale, np.float32).reshape(1, -1, 1, 1)
     return x
 
 

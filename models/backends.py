@@ -19,7 +19,7 @@ import importlib.util
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from models.runs import GLUON_PARAMS, weights_format
+from models.runs import GLUON_PARAMS, SAFETENSORS, weights_format
 
 # Where the PyTorch backend can decode the training JPEGs: OpenCV in the input workers, or
 # batched on the training device (nvJPEG on a GPU).
@@ -45,7 +45,9 @@ class Backend:
     ``relaunch(config, argv)`` gives the command that runs a training command line again
     in several processes (None: one process drives every device) and whose
     ``check_devices(config)`` refuses, before that, devices the machine lacks; ``weight_formats``: the
-    run folders' weight formats (``models.runs.weights_format``) it loads; ``gpus``: which
+    run folders' weight formats (``models.runs.weights_format``) it loads; ``optimizers``:
+    training's ``--optimizer`` choices it has; ``ema``: whether it can keep an exponential
+    moving average of the weights (``--ema-decay``); ``gpus``: which
     GPUs it runs on; ``refusals``: why an option it does not honour means nothing to it,
     by option (the refusal's line says so).
     """
@@ -65,6 +67,8 @@ class Backend:
     compiles: bool
     launcher: str
     weight_formats: tuple
+    optimizers: tuple
+    ema: bool
     gpus: str
     relauncher: str = None
     refusals: Mapping[str, str] = field(default_factory=dict)
@@ -92,16 +96,21 @@ BACKENDS = {backend.name: backend for backend in (
             checks_records=False,
             kvstores=("device", "local", "nccl", "dist_sync", "dist_device_sync"), compiles=False,
             launcher="kvstore: python -m train.mxnet_backend.launch -n WORKERS -- python train/train.py ...",
-            weight_formats=(GLUON_PARAMS,), gpus="CUDA GPUs up to Ampere/Ada (sm_86), and CPUs",
+            weight_formats=(GLUON_PARAMS,), optimizers=("nadam", "adam", "sgd", "nag"), ema=False,
+            gpus="CUDA GPUs up to Ampere/Ada (sm_86), and CPUs",
             refusals={"--decode-on": "MXNet's ImageRecordIter decodes in its own threads",
                       "--dtype": "MXNet 1.9.1 has no bfloat16 training",
-                      "--compile": "Gluon hybridizes its networks itself"}),
-    Backend(name="torch", framework="PyTorch", package="torch", description="PyTorch, timm's twins of the networks",
+                      "--compile": "Gluon hybridizes its networks itself",
+                      "--optimizer": "MXNet 1.9.1 has no AdamW optimizer, only the operator mx.nd.contrib.adamw_update",
+                      "--ema-decay": "the MXNet backend keeps no moving average of the weights"}),
+    Backend(name="torch", framework="PyTorch", package="torch",
+            description="PyTorch: timm's twins of the networks, and any timm network (timm/<name>)",
             nets="models.torch_nets", trainer="train.torch_backend.backend", runner="predict.torch_runner",
             dtypes=("float32", "float16", "bfloat16"), decode_places=(WORKER_DECODE, DEVICE_DECODE),
             decodes_on_device=True, checks_records=True, kvstores=("device",), compiles=True,
             launcher="torchrun (train.py starts it itself for several GPUs of one machine)",
-            weight_formats=(GLUON_PARAMS,), gpus="any CUDA GPU PyTorch supports (Hopper and newer), and CPUs",
+            weight_formats=(GLUON_PARAMS, SAFETENSORS), optimizers=("nadam", "adam", "sgd", "nag", "adamw"), ema=True,
+            gpus="any CUDA GPU PyTorch supports (Hopper and newer), and CPUs",
             relauncher="train.torch_backend.launch",
             refusals={"--kv-store": "PyTorch reduces gradients with DistributedDataParallel under torchrun: "
                                     "several GPUs of one machine need only --devices, several machines torchrun's "

@@ -12,6 +12,11 @@ Input normalisation: every network here is fed NCHW float32 RGB as
 were trained with instead, as the network's family declares it (DPN's own mean (124, 117,
 104) and scale 0.0167; GluonCV's for the others; raw 0-255 RGB for the ``*_mxnet``
 ResNeXts, which normalise their input with their own input batch norm ``bn_data``).
+
+timm's networks (``timm/<name>``, ``models.families.timm_models``) are not listed (any of
+timm's names is one), and what their spec needs of timm (their ImageNet weights' mean and
+per-channel scale, their feature width) is asked of the PyTorch side through their
+family's builder: their spec can be read in a process that runs PyTorch, where they train.
 """
 import dataclasses
 from dataclasses import dataclass
@@ -25,8 +30,9 @@ NORMALIZATIONS = ("raw", "imagenet")
 class ModelSpec:
     """What the rest of the pipeline needs to know about a network.
 
-    ``family``: ``dpn``, ``resnext``, ``se_resnext`` or ``densenet``; ``mean``/``scale``:
-    the input normalisation in use (see the module docstring); ``feature_channels``: the
+    ``family``: ``dpn``, ``resnext``, ``se_resnext``, ``densenet`` or ``timm``; ``mean``/``scale``:
+    the input normalisation in use (see the module docstring; ``scale`` is one number, or
+    one per channel for timm's networks); ``feature_channels``: the
     width of the feature vector the classifier reads; ``published_params``: parameter
     count at 1000 classes reported by the network's authors (None for variants defined here).
     """
@@ -35,11 +41,11 @@ class ModelSpec:
     family: str
     feature_channels: int
     mean: tuple = (0.0, 0.0, 0.0)
-    scale: float = 1.0
+    scale: object = 1.0
     input_size: int = 180
     normalization: str = "raw"
     imagenet_mean: tuple = (0.0, 0.0, 0.0)
-    imagenet_scale: float = 1.0
+    imagenet_scale: object = 1.0
     published_params: int = None
 
     def with_normalization(self, normalization):
@@ -63,7 +69,7 @@ def _raw_spec(name):
 
 
 def list_models():
-    """Sorted names of every registered network."""
+    """Sorted names of every registered network (not the pattern-named ``timm/<name>``)."""
     return network_names()
 
 

@@ -9,7 +9,9 @@ load the run's weights) and the class histogram of its training data (the
 ``class_histogram`` of the training ``.rec``'s conversion report, found through the
 checkpoint, or given as `class_prior`): the prior that a product without any decodable
 picture gets (predict.aggregate). The model workers, forked from the parent, inherit the
-handles and only load the weights (`load`, through their runner, predict.runner).
+handles and only load the weights (`load`, through their runner, predict.runner): the
+trained weights, or with `ema` their moving average, which the run keeps beside them
+(``--ema-decay``).
 """
 import functools
 import json
@@ -17,6 +19,7 @@ import os
 
 from models import runs
 from models.backends import get_backend
+from models.families import ArchitectureError, family_of
 
 
 def class_histogram(report_path, classes):
@@ -35,11 +38,12 @@ class CheckpointModel:
 
     `class_prior`: the training side's conversion report (default: the checkpoint's);
     `backend`: the backend that runs it (None: the run's own; ``torch`` runs a Gluon run on
-    PyTorch); `compile`: compile the network where the backend can (``torch.compile``).
+    PyTorch); `compile`: compile the network where the backend can (``torch.compile``);
+    `ema`: predict with the moving average of the weights instead of the trained weights.
     What the checkpoint says is read on first use (`meta`), once: a missing or damaged
     checkpoint is then an error in the parent, before any process starts."""
 
-    def __init__(self, path, epoch=None, name=None, class_prior=None, backend=None, compile=False):
+    def __init__(self, path, epoch=None, name=None, class_prior=None, backend=None, compile=False, ema=False):
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path}: no such run folder or checkpoint")
         if class_prior is not None and not os.path.isfile(class_prior):
@@ -48,20 +52,34 @@ class CheckpointModel:
             get_backend(backend)
         self.path, self.epoch, self.compile, self._backend, self._class_prior = path, epoch, compile, backend, \
             class_prior
+        self.ema = ema
         self.name = name or os.path.basename(os.path.normpath(path if os.path.isdir(path) else os.path.dirname(path)))
 
     @functools.cached_property
     def meta(self):
-        """The checkpoint's metadata (``models.runs.read_meta``), read once."""
-        return runs.read_meta(self.path, self.epoch)
+        """The checkpoint's metadata (``models.runs.read_meta``), read once; with `ema` its
+        ``params`` are the moving average's."""
+        meta = runs.read_meta(self.path, self.epoch)
+        if not self.ema:
+            return meta
+        if "ema_params" not in meta:
+            raise runs.CheckpointError(f"{meta['params']}: the run keeps no moving average of its weights (it was "
+                                       "trained without --ema-decay): predict without --ema")
+        return dict(meta, params=meta["ema_params"])
 
     @functools.cached_property
     def backend(self):
-        """The backend that runs this model (``models.backends``): the one asked for, else the run's own."""
+        """The backend that runs this model (``models.backends``): the one asked for, else the
+        run's own; it must build the network and load its weights' format."""
         backend = get_backend(self._backend or self.meta["framework"])
+        try:
+            family_of(self.meta["model"]).check_backend(backend.name)
+        except ArchitectureError as err:
+            raise runs.CheckpointError(f"{self.meta['params']} holds a {self.meta['model']}: {err}") from None
         if not backend.loads(self.meta):
             raise runs.CheckpointError(f"{self.meta['params']} holds {runs.weights_format(self.meta)} weights, "
-                                       f"which --backend {backend.name} cannot load")
+                                       f"which --backend {backend.name} cannot load "
+                                       f"({', '.join(backend.weight_formats)})")
         return backend
 
     @property
@@ -93,7 +111,8 @@ class CheckpointModel:
                 "class_histogram": self.class_histogram, "checkpoint": os.path.abspath(self.path),
                 "params": os.path.abspath(self.meta["params"]), "model": self.meta.get("model"),
                 "epoch": self.meta.get("epoch"), "framework": self.framework,
-                "weights_framework": self.meta["framework"], "class_prior": self.class_prior}
+                "weights_framework": self.meta["framework"], "weights_format": runs.weights_format(self.meta),
+                "ema": self.ema, "class_prior": self.class_prior}
 
     def load(self, runner):
         """The network, ready to predict on the device of `runner` (a ``predict.runner.Runner``

@@ -13,7 +13,9 @@ Each model gets its input as its checkpoint says (``image_shape``, ``mean``, ``s
 its epoch-NNNN.json; data.images), so models of different input sizes predict in one run;
 there is no ``--image-size`` any more.
 
-Each model runs on its run's framework (MXNet for Gluon runs, PyTorch for PyTorch runs),
+Each model runs on its run's framework (MXNet for Gluon runs, PyTorch for PyTorch runs:
+the twins of the reference's networks, whose weights MXNet reads too, and timm's networks,
+which run on PyTorch only),
 in model workers of its own (MXNet and PyTorch never share a process), so runs of both
 predict in one command; or every model runs on ``--backend``'s: ``--backend torch``
 converts Gluon runs on load and runs them on PyTorch (bf16 and channels_last on GPUs;
@@ -101,6 +103,8 @@ def build_parser():
                         "on GPUs")
     p.add_argument("--compile", action="store_true",
                    help="compile every network (--backend %s)" % " or ".join(backends_with(lambda b: b.compiles)))
+    p.add_argument("--ema", action="store_true",
+                   help="predict with the moving average of each run's weights (trained with --ema-decay)")
     add_common_options(p)
     return p
 
@@ -115,7 +119,7 @@ def main(argv=None):
     names = args.names or [None] * len(args.models)
     if args.compile and (args.backend is None or not BACKENDS[args.backend].compiles):
         parser.error("--compile needs --backend %s" % " or ".join(backends_with(lambda b: b.compiles)))
-    handles = [CheckpointModel(path, args.epoch, name, args.class_prior, args.backend, args.compile)
+    handles = [CheckpointModel(path, args.epoch, name, args.class_prior, args.backend, args.compile, args.ema)
                for path, name in zip(args.models, names)]
     config = PipelineConfig(decoders=args.decoders, batch_size=args.batch_size,
                             views=Views.parse(args.tta, args.crop_size),

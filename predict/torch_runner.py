@@ -76,7 +76,7 @@ def normalised(preprocess, x, device):
     x = x.float()
     if any(preprocess.mean) or preprocess.scale != 1:
         mean = torch.tensor(preprocess.mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-        x = (x - mean) * torch.tensor(preprocess.scale, dtype=torch.float32, device=device)
+        x = (x - mean) * torch.tensor(preprocess.scale, dtype=torch.float32, device=device).view(1, -1, 1, 1)
     return x.contiguous(memory_format=torch.channels_last if device.type == "cuda" else torch.contiguous_format)
 
 

@@ -51,6 +51,10 @@ def test_demo_runs_end_to_end_and_reuses_its_outputs(tmp_path):
     for run in runs:
         assert (work / "runs" / run / "curves.png").exists()
     assert "submission" in first.stdout and "accuracy table" in first.stdout
+    # The submission scored as Kaggle scored Cdiscount, beside the validation accuracy.
+    assert "Kaggle score of %s: " % (work / "submission.csv.gz") in first.stdout
+    assert "accuracy over the 200 products of test_solution.csv; 0 left out" in first.stdout
+    assert "validation product accuracy of the same ensemble: " in first.stdout
 
     # A re-run reuses what is built: same submission, no retraining.
     before = (work / "submission.csv.gz").read_bytes()

@@ -13,7 +13,8 @@ import re
 
 from data.cli import add_common_options, add_device_options, gpu_numbers_of, positive_int
 from models.backends import BACKENDS, DEFAULT_BACKEND, WORKER_DECODE, backend_names, backends_with, get_backend
-from train.config import KVSTORES, OPTIMIZERS, TrainConfig
+from models.families import FAMILIES, ArchitectureError, family_of
+from train.config import KVSTORES, LR_SCHEDULES, OPTIMIZERS, TrainConfig
 
 DECODE_PLACES = tuple(dict.fromkeys(place for backend in BACKENDS.values() for place in backend.decode_places))
 DTYPES = tuple(dict.fromkeys(dtype for backend in BACKENDS.values() for dtype in backend.dtypes))
@@ -69,9 +70,13 @@ def add_augmentation_args(parser):
 
 def add_network_args(parser):
     group = parser.add_argument_group("network")
-    group.add_argument("--network", required=True, help="registry name (models.list_models()), e.g. dpn92")
+    group.add_argument("--network", required=True,
+                       help="registry name (models.list_models()), e.g. dpn92, or timm/<name> for any network of "
+                            "timm.list_models() (--backend torch), e.g. timm/convnext_tiny")
     group.add_argument("--pretrained", default=None,
-                       help="local ImageNet weights (.params or symbolic checkpoint); empty: none (random init)")
+                       help="local ImageNet weights (.params or symbolic checkpoint; --backend torch: timm's or "
+                            "torchvision's .safetensors/.pth/.bin too), or 'timm': a timm/<name> network's default "
+                            "weights through timm's loader and the Hugging Face cache; empty: none (random init)")
     group.add_argument("--dropout", type=float, default=0.0, help="dropout before the classifier")
     group.add_argument("--normalization", choices=("raw", "imagenet"), default="raw",
                        help="input normalisation: raw 0-255 pixels (the reference) or the ImageNet weights' own")
@@ -83,12 +88,15 @@ def add_network_args(parser):
 
 def add_optimizer_args(parser):
     group = parser.add_argument_group("optimizer")
-    group.add_argument("--optimizer", choices=OPTIMIZERS, default="nadam")
+    group.add_argument("--optimizer", choices=OPTIMIZERS, default="nadam",
+                       help="adamw: decoupled weight decay on the layers' weights only, not on norms and biases "
+                            "(timm's rule; --backend torch)")
     group.add_argument("--lr", type=float, default=1e-4, help="base learning rate")
     group.add_argument("--mom", type=float, default=0.9, help="momentum of sgd and nag")
     group.add_argument("--wd", type=float, default=4e-5, help="weight decay (weights and BN gammas), every optimizer")
     group.add_argument("--wd-sgd-only", action=argparse.BooleanOptionalAction, default=False,
-                       help="reproduce the reference: --wd reaches sgd/nag only, adam/nadam run without weight decay")
+                       help="reproduce the reference: --wd reaches sgd/nag only, adam/nadam run without weight decay "
+                            "(adamw keeps its decoupled decay)")
     group.add_argument("--label-smoothing", type=float, default=0.1,
                        help="probability mass spread over the other classes (MXNet's smooth_alpha)")
     group.add_argument("--batch-size", type=positive_int, default=512,
@@ -101,17 +109,38 @@ def add_optimizer_args(parser):
 def add_schedule_args(parser):
     group = parser.add_argument_group("schedule")
     group.add_argument("--num-epochs", type=positive_int, default=15)
+    group.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="step",
+                       help="step: multiplied by --lr-factor at --lr-step-epochs (the reference); cosine: from --lr "
+                            "to --min-lr over --cosine-epochs")
     group.add_argument("--lr-step-epochs", type=_int_list, default=[10, 13, 15],
                        help="epochs at which the learning rate is multiplied by --lr-factor")
     group.add_argument("--lr-factor", type=float, default=0.2)
+    group.add_argument("--cosine-epochs", type=float, default=None,
+                       help="epochs over which the cosine schedule falls to --min-lr (default: --num-epochs; give it "
+                            "when a run is trained in several commands, so that each follows one schedule)")
+    group.add_argument("--min-lr", type=float, default=0.0, help="the floor of the cosine schedule")
     group.add_argument("--warmup-epochs", type=float, default=0.0, help="linear warm-up length (may be fractional)")
     group.add_argument("--warmup-begin-lr", type=float, default=0.0)
     group.add_argument("--freeze-epochs", type=int, default=0,
                        help="for the first N epochs train only the parameters matched by --freeze-keep")
     group.add_argument("--freeze-keep", default=r"^output\.",
-                       help="regex over structural parameter names (as in the .params file) that stay trainable "
-                            "while frozen; default: the classifier only. E.g. '^(features\\.7|output)\\.' adds "
-                            "the last ResNeXt stage")
+                       help="regex over structural parameter names (as in the .params file; a timm/ network's "
+                            "own names, its classifier's as output.) that stay trainable while frozen; default: the "
+                            "classifier only. E.g. '^(features\\.7|output)\\.' adds the last ResNeXt stage")
+    return group
+
+
+def add_ema_args(parser):
+    group = parser.add_argument_group("moving average of the weights (timm's ModelEmaV3)")
+    group.add_argument("--ema-decay", type=float, default=0.0,
+                       help="keep an exponential moving average of the weights with this decay per optimizer step "
+                            "(e.g. 0.9998), saved beside them (epoch-NNNN.ema.*); 0: none")
+    group.add_argument("--ema-warmup", action=argparse.BooleanOptionalAction, default=False,
+                       help="warm the decay up as timm does (1 - (1 + step)^-2/3, capped at --ema-decay), so that "
+                            "a short run's average is not held at its starting weights")
+    group.add_argument("--ema-eval", action=argparse.BooleanOptionalAction, default=False,
+                       help="validate the moving average instead of the trained weights (predict.py --ema predicts "
+                            "with it)")
     return group
 
 
@@ -165,7 +194,8 @@ def build_parser():
                                      epilog="The reference's recipes (train/recipes.py): --recipe M06 [recipe "
                                      "options] [these options]; see --recipe all --help.")
     for add in (add_data_args, add_augmentation_args, add_network_args, add_optimizer_args, add_schedule_args,
-                add_device_args, add_compute_args, add_checkpoint_args, add_logging_args, add_common_options):
+                add_ema_args, add_device_args, add_compute_args, add_checkpoint_args, add_logging_args,
+                add_common_options):
         add(parser)
     return parser
 
@@ -176,6 +206,8 @@ _BACKEND_OPTIONS = (
     ("--decode-on", lambda args: args.decode_on, lambda backend, value: value in backend.decode_places),
     ("--kv-store", lambda args: args.kv_store, lambda backend, value: value in backend.kvstores),
     ("--compile", lambda args: args.compile, lambda backend, value: not value or backend.compiles),
+    ("--optimizer", lambda args: args.optimizer, lambda backend, value: value in backend.optimizers),
+    ("--ema-decay", lambda args: args.ema_decay, lambda backend, value: not value or backend.ema),
 )
 
 
@@ -194,6 +226,21 @@ def backend_refusal(backend, args):
     return None
 
 
+def network_refusal(args):
+    """The line refusing a ``--network`` that is not known, that the backend cannot build
+    (a timm network on MXNet), or a ``--pretrained`` word its family does not know; None when all is well."""
+    try:
+        family = family_of(args.network)
+        family.check_backend(args.backend)
+    except (KeyError, ArchitectureError) as err:
+        return "--network %s: %s" % (args.network, err.args[0])
+    words = [f.default_weights for f in FAMILIES.values() if f.default_weights]
+    if args.pretrained in words and args.pretrained != family.default_weights:
+        return "--pretrained %s loads a %s network's own ImageNet weights; %s takes a file (--pretrained FILE)" % (
+            args.pretrained, args.pretrained, args.network)
+    return None
+
+
 def parse_args(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -201,9 +248,17 @@ def parse_args(argv=None):
         parser.error("--epoch-size must be 0 (a full pass) or more")
     if not 0.0 <= args.label_smoothing < 1.0:
         parser.error("--label-smoothing must be in [0, 1)")
-    refusal = backend_refusal(get_backend(args.backend), args)
+    refusal = network_refusal(args) or backend_refusal(get_backend(args.backend), args)
     if refusal:
         parser.error(refusal)
+    if not 0.0 <= args.ema_decay < 1.0:
+        parser.error("--ema-decay must be in [0, 1)")
+    if args.ema_eval and not args.ema_decay:
+        parser.error("--ema-eval validates the moving average of the weights: give --ema-decay")
+    if args.lr_schedule == "cosine" and args.cosine_epochs is None:
+        args.cosine_epochs = float(args.num_epochs)    # recorded: a resume with other --num-epochs is warned of
+    if args.cosine_epochs is not None and args.cosine_epochs <= 0:
+        parser.error("--cosine-epochs must be more than 0")
     try:
         re.compile(args.freeze_keep)
     except re.error as err:

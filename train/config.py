@@ -14,8 +14,11 @@ import json
 
 from models.backends import WORKER_DECODE
 
-OPTIMIZERS = ("nadam", "adam", "sgd", "nag")
+OPTIMIZERS = ("nadam", "adam", "sgd", "nag", "adamw")
+# The optimizers the reference ran without weight decay (``--wd-sgd-only``); AdamW's
+# decoupled weight decay is the point of it, and always applies.
 ADAPTIVE_OPTIMIZERS = ("nadam", "adam")
+LR_SCHEDULES = ("step", "cosine")
 LOCAL_KVSTORES = ("device", "local", "nccl")
 DIST_KVSTORES = ("dist_sync", "dist_device_sync")
 KVSTORES = LOCAL_KVSTORES + DIST_KVSTORES
@@ -67,12 +70,22 @@ class OptimizerConfig:
 @dataclasses.dataclass(frozen=True)
 class ScheduleConfig:
     num_epochs: int
+    lr_schedule: str            # step (the reference's) or cosine
     lr_step_epochs: tuple
     lr_factor: float
+    cosine_epochs: float        # where the cosine schedule reaches min_lr
+    min_lr: float
     warmup_epochs: float
     warmup_begin_lr: float
     freeze_epochs: int
     freeze_keep: str
+
+
+@dataclasses.dataclass(frozen=True)
+class EmaConfig:
+    ema_decay: float            # 0: no moving average of the weights
+    ema_warmup: bool            # timm's decay warm-up (ModelEmaV3 use_warmup)
+    ema_eval: bool              # validate the moving average instead of the trained weights
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +131,7 @@ class TrainConfig:
     network: NetworkConfig
     optimizer: OptimizerConfig
     schedule: ScheduleConfig
+    ema: EmaConfig
     devices: DeviceConfig
     compute: ComputeConfig
     checkpoint: CheckpointConfig

@@ -28,6 +28,7 @@ from data.record_file import (DataFileError, RecordFile, RecordHeaders, check_la
                               read_record_headers)
 from models import runs, training_log
 from models.backends import get_backend
+from models.families import family_of
 from train import logs, metrics
 from train.backend import create_backend
 from train.config import changed_options
@@ -107,6 +108,8 @@ class StartPoint:
     states: str = None
     parent_meta: dict = None   # the checkpoint's JSON when starting from another run
     config_overrides: dict = None   # the architecture of the checkpoint's network (its JSON's)
+    weights_format: str = runs.GLUON_PARAMS   # the format of `params` (models.runs)
+    ema: str = None            # the moving average of the weights a resumed run continues
 
 
 def start_point(config, logger, check_loadable):
@@ -118,6 +121,7 @@ def start_point(config, logger, check_loadable):
     counts, and with them the optimizer's weight decay and momentum; the learning rate
     follows this run's schedule), unless the optimizer or ``--dtype`` changed: then it
     starts a fresh optimizer state, as the reference did when it switched optimizers.
+    It continues the checkpoint's moving average of the weights, when it has one.
 
     A checkpoint that ``--resume`` finds damaged (a truncated ``.params`` or ``.states``)
     is skipped, with a warning naming the file, for the last complete epoch that loads.
@@ -137,15 +141,28 @@ def start_point(config, logger, check_loadable):
         return _resume_point(config, places.load_epoch, logger, check_loadable)
     if places.from_run:
         run_dir, parent_epoch = runs.resolve_checkpoint(places.from_run)
-        check_loadable(run_dir, parent_epoch, states=False)
         parent_meta = runs.load_meta(run_dir, parent_epoch)
-        return StartPoint(0, runs.params_path(run_dir, parent_epoch), parent_meta=parent_meta,
-                          config_overrides=parent_meta.get("config_overrides"))
+        weights_format = _loadable_format(config, parent_meta, run_dir)
+        check_loadable(run_dir, parent_epoch, states=False)
+        return StartPoint(0, runs.params_path(run_dir, parent_epoch, weights_format), parent_meta=parent_meta,
+                          config_overrides=parent_meta.get("config_overrides"), weights_format=weights_format)
     pretrained = config.network.pretrained
-    if pretrained and not os.path.isfile(pretrained):
+    own_weights = family_of(config.network.network).default_weights
+    if pretrained and pretrained != own_weights and not os.path.isfile(pretrained):
         raise runs.CheckpointError("ImageNet weights %s not found: put the published file there, or leave "
                                          "--pretrained out to train from random initialisation" % pretrained)
     return StartPoint()
+
+
+def _loadable_format(config, meta, run_dir):
+    """The weights format of checkpoint `meta` of `run_dir`; a `CheckpointError` when this
+    run's backend cannot load it (``models.backends``)."""
+    backend = get_backend(config.compute.backend)
+    if not backend.loads(meta):
+        raise runs.CheckpointError("%s holds %s weights, which --backend %s cannot load (%s)"
+                                   % (run_dir, runs.weights_format(meta), backend.name,
+                                      ", ".join(backend.weight_formats)))
+    return runs.weights_format(meta)
 
 
 def _resume_point(config, epoch, logger, check_loadable):
@@ -158,6 +175,9 @@ def _resume_point(config, epoch, logger, check_loadable):
         raise runs.CheckpointError(
             "%s holds a %s with %d classes; this run is a %s with %d: use --from-run to start a different "
             "network from it" % (run_dir, meta["model"], meta["classes"], network, classes))
+    weights_format = _loadable_format(config, meta, run_dir)
+    params = runs.params_path(run_dir, epoch, weights_format)
+    ema = os.path.join(run_dir, meta["ema_weights"]) if meta.get("ema_weights") else None
     saved = meta["args"]
     now = (config.optimizer.optimizer, config.network.dtype)
     fresh_optimizer = (saved["optimizer"], saved["dtype"]) != now
@@ -169,13 +189,14 @@ def _resume_point(config, epoch, logger, check_loadable):
     if fresh_optimizer:
         logger.info("optimizer %s/%s differs from the checkpoint's %s/%s: fresh optimizer state",
                     *now, saved["optimizer"], saved["dtype"])
-        return StartPoint(epoch, runs.params_path(run_dir, epoch), config_overrides=meta.get("config_overrides"))
+        return StartPoint(epoch, params, config_overrides=meta.get("config_overrides"), weights_format=weights_format,
+                          ema=ema)
     kept = [name for name, _, _ in changed if name in ("wd", "mom", "wd_sgd_only")]
     if kept:
         logger.warning("resuming keeps the checkpoint's optimizer settings %s",
                        ", ".join("%s=%s" % (name, saved.get(name)) for name in kept))
-    return StartPoint(epoch, runs.params_path(run_dir, epoch), runs.states_path(run_dir, epoch),
-                      config_overrides=meta.get("config_overrides"))
+    return StartPoint(epoch, params, runs.states_path(run_dir, epoch), config_overrides=meta.get("config_overrides"),
+                      weights_format=weights_format, ema=ema)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,12 +246,14 @@ def prepare_data(config, validates, num_workers, logger):
 
 
 def save_epoch(config, data, backend, record, logger):
-    """Checkpoint of the epoch in `record`, then ``metrics.jsonl`` and ``curves.png``."""
+    """Checkpoint of the epoch in `record`, then ``metrics.jsonl`` and ``curves.png``. Its
+    weights' format is the network family's (``models.families.Family.weights_format``)."""
     spec, run_dir = data.spec, config.checkpoint.model_dir
     preprocess = runs.Preprocessing(data.image_shape, "RGB", spec.mean, spec.scale, spec.normalization)
     meta = runs.epoch_meta(backend.framework, config.network.network, config.data.num_classes, preprocess,
                                  config, record, config.network.dropout, config.network.dtype, backend.num_workers,
-                                 backend.config_overrides)
+                                 backend.config_overrides, family_of(config.network.network).weights_format,
+                                 ema=config.ema.ema_decay > 0)
     logger.info(training_log.checkpoint_line(backend.save(run_dir, record["epoch"], meta)))
     history = runs.write_metrics_history(run_dir, record["epoch"])
     plot_curves(history, os.path.join(run_dir, "curves.png"), title=run_dir)
@@ -280,7 +303,8 @@ def _run(config, backend):
 
     def lr_at(progress):
         return learning_rate_at(progress, config.optimizer.lr, schedule.lr_step_epochs, schedule.lr_factor,
-                                      schedule.warmup_epochs, schedule.warmup_begin_lr)
+                                schedule.warmup_epochs, schedule.warmup_begin_lr, schedule.lr_schedule,
+                                schedule.cosine_epochs, schedule.min_lr)
 
     records = []
     for epoch in range(start.epoch, schedule.num_epochs):

@@ -64,7 +64,8 @@ def _run_recipes(request):
     in a process)."""
     settings = request.settings
     if settings.gpus is None:
-        settings = dataclasses.replace(settings, gpus=backend_class(_backend_of(request.extra)).all_gpus())
+        backend = _backend_of(request.extra) or recipes.recipe_backend(request.recipes[0])
+        settings = dataclasses.replace(settings, gpus=backend_class(backend).all_gpus())
         if not settings.gpus:
             print("train: no GPU found, training on the CPU (--devices gpu:0,gpu:1,... to choose)", file=sys.stderr, flush=True)
     for recipe in request.recipes:
@@ -83,9 +84,10 @@ def _run_recipes(request):
 
 
 def _backend_of(argv):
-    """The ``--backend`` of the options a recipe passes on (``train.args``'s default when none)."""
+    """The ``--backend`` of the options a recipe passes on, or None when they do not say."""
     parser = argparse.ArgumentParser(add_help=False)
     add_compute_args(parser)
+    parser.set_defaults(backend=None)
     return parser.parse_known_args(argv)[0].backend
 
 

@@ -1,19 +1,28 @@
 """PyTorch weight files: state dicts read from disk, ImageNet backbones loaded into a network,
-and a run's Gluon-format weights as a state dict.
+and a run's weights as a state dict.
 
-A run of either backend keeps its weights in a Gluon ``.params`` file in structural names
-(``models.runs``): `gluon_weights_to_state` reads one with numpy (``models.params_file``)
-and maps its names to the PyTorch network's (``models.weight_convert``), for training's
-starts and resumes and for prediction.
+A run of a network with a Gluon twin keeps its weights in a Gluon ``.params`` file in
+structural names, whichever backend trained it (``models.runs.GLUON_PARAMS``):
+`gluon_weights_to_state` reads one with numpy (``models.params_file``) and maps its names
+to the PyTorch network's (``models.weight_convert``). A run of a network that exists on
+PyTorch only (timm's) keeps its state dict as it is, in a ``.safetensors`` file
+(``models.runs.SAFETENSORS``). `run_state` and `write_run_state` read and write either, for
+training's starts, resumes and checkpoints and for prediction.
 """
 import os
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
-from models import params_file
-from models.weight_convert import BN_COUNTER, WeightConversionError, from_torchvision_names, gluon_to_torch
+from models import params_file, runs
+from models.weight_convert import (BN_COUNTER, WeightConversionError, from_torchvision_names, gluon_to_torch,
+                                   torch_to_gluon)
+
+# What reading a damaged weights file of either format raises.
+DAMAGED_FILE_ERRORS = (OSError, params_file.ParamsFormatError, SafetensorError)
 
 
 def read_state_dict(path):
@@ -24,7 +33,6 @@ def read_state_dict(path):
     path = str(path)
     try:
         if path.endswith(".safetensors"):
-            from safetensors.torch import load_file
             return load_file(path)
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -93,3 +101,30 @@ def gluon_weights_to_state(path, network):
     (structural names: a run's checkpoint, of either backend)."""
     return {name: torch.from_numpy(np.ascontiguousarray(array))
             for name, array in gluon_to_torch(network, params_file.load(path)).items()}
+
+
+def read_run_file(path, weights_format):
+    """The arrays of a run's weights file `path` of `weights_format` (``models.runs``) as
+    stored: ``{name: tensor}`` of a ``.safetensors``, ``{Gluon name: array}`` of a ``.params``."""
+    if weights_format == runs.SAFETENSORS:
+        return load_file(path)
+    return params_file.load(path)
+
+
+def run_state(path, weights_format, network):
+    """The PyTorch network's state dict of a run's weights file `path` of `weights_format`
+    (``models.runs``) and network `network`."""
+    if weights_format == runs.SAFETENSORS:
+        return read_run_file(path, weights_format)
+    return gluon_weights_to_state(path, network)
+
+
+def write_run_state(path, weights_format, network, state):
+    """Write the state dict `state` of network `network` as a run's weights file of
+    `weights_format`: as it is (``.safetensors``), or in Gluon's format and names without
+    the batch-norm counters, which Gluon has no place for (the optimizer state keeps them)."""
+    if weights_format == runs.SAFETENSORS:
+        save_file({name: tensor.detach().cpu().contiguous() for name, tensor in state.items()}, path)
+    else:
+        params_file.save(path, torch_to_gluon(network, {name: tensor.detach().cpu().numpy()
+                                                        for name, tensor in state.items()}))

@@ -362,3 +362,82 @@ def test_resize_gives_opencvs_pixels():
         expected = cv2.resize(rgb, size[::-1], interpolation=cv2.INTER_LINEAR)
         actual = resize(torch.from_numpy(rgb).permute(2, 0, 1), size).permute(1, 2, 0).numpy()
         np.testing.assert_array_equal(actual, expected, err_msg=f"{(h, w)} -> {size}")
+
+
+# ----------------------------------------------------------------------------------------
+# A timm network (issue 22): a native PyTorch run beside a Gluon run, in one command
+# ----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def timm_run(world, tmp_path_factory):
+    """``timm/test_convnext`` trained 2 epochs (AdamW, a moving average of its weights, its
+    own ImageNet normalisation at 48 x 48) on the world's training side by the PyTorch
+    backend: a run folder of ``.safetensors`` weights."""
+    from data.categories import CategoryMap as Categories
+    from helpers import read_docs, write_pictures_rec
+    from train import fit
+    from train.args import parse_config
+    folder = tmp_path_factory.mktemp("timm-run")
+    categories = Categories.from_csv(world["categories"])
+    docs = read_docs(os.path.join(os.path.dirname(world["rec"]), "A_train.bson"))
+    train = write_pictures_rec(str(folder / "A_train"), *zip(*[
+        (categories.class_of(doc["category_id"]), doc["_id"], number, image["picture"])
+        for doc in docs for number, image in enumerate(doc["imgs"])]))
+    run = str(folder / "timm_test_convnext_A")
+    fit.run(parse_config(["--backend", "torch", "--network", "timm/test_convnext", "--data-train", train,
+                          "--num-classes", str(len(categories)), "--image-shape", "3,48,48", "--num-epochs", "2",
+                          "--batch-size", "16", "--optimizer", "adamw", "--lr", "2e-3", "--ema-decay", "0.9",
+                          "--normalization", "imagenet", "--data-nthreads", "1", "--model-dir", run, "--no-progress"]))
+    return run
+
+
+@pytest.mark.slow
+def test_a_timm_run_predicts_beside_a_gluon_run_in_one_command_and_they_ensemble(world, timm_run, tmp_path):
+    """No --backend: the Gluon run on MXNet, the timm run on PyTorch (its .safetensors
+    weights), through ZeroMQ with 2 decoders; then the ensemble and its accuracy table."""
+    gluon_run = world["runs"][1]
+    mixed = predict_side(world, tmp_path / "mixed", runs=[gluon_run, timm_run], backend=None, decoders=2)
+    described = {m["name"]: (m["model"]["framework"], m["model"]["weights_format"], m["model"]["model"])
+                 for m in mixed["manifests"]}
+    assert described == {"resnext_tiny": ("mxnet", "gluon-params", "resnext_tiny"),
+                         "timm_test_convnext_A": ("torch", "safetensors", "timm/test_convnext")}
+    folders = [str(tmp_path / "mixed" / "out" / name) for name in ("resnext_tiny", "timm_test_convnext_A")]
+    np.testing.assert_array_equal(probabilities(folders[0]),
+                                  probabilities(os.path.join(world["mxnet_preds"], "resnext_tiny")))
+    gluon, timm_preds = Predictions(folders[0]), Predictions(folders[1])
+    np.testing.assert_array_equal(timm_preds.ids, gluon.ids)
+    assert timm_preds.manifest["model"]["params"].endswith("epoch-0002.safetensors")
+    majority = np.bincount(gluon.labels).max() / len(gluon.labels)
+    assert timm_preds.manifest["product_accuracy"]["mean.none"] > majority     # it has learned something
+    submission = str(tmp_path / "submission.csv")
+    run_python(["predict/ensemble.py", "--preds", *folders, "--categories", world["categories"],
+                "--submission", submission, "--table-out", str(tmp_path / "accuracy"), "--no-progress"])
+    mean = (probabilities(folders[0]) + probabilities(folders[1])) / 2
+    with open(submission, encoding="ascii") as f:
+        rows = list(csv.reader(f))
+    categories = CategoryMap.from_csv(world["categories"])
+    np.testing.assert_array_equal([int(r[1]) for r in rows[1:]], categories.category_ids[mean.argmax(axis=1)])
+    table = (tmp_path / "accuracy.md").read_text()
+    assert "timm_test_convnext_A" in table and "timm/test_convnext" in table and "| 2 models, mean |" in table
+
+
+@pytest.mark.slow
+def test_the_moving_average_of_a_run_predicts_when_asked(world, timm_run, tmp_path):
+    [trained] = predict_side(world, tmp_path / "trained", runs=[timm_run], backend=None)["manifests"]
+    [average] = predict_side(world, tmp_path / "average", runs=[timm_run], backend=None, ema=True)["manifests"]
+    assert (trained["model"]["ema"], average["model"]["ema"]) == (False, True)
+    assert average["model"]["params"].endswith("epoch-0002.ema.safetensors")
+    name = os.path.basename(timm_run)
+    assert not np.array_equal(probabilities(str(tmp_path / "trained" / "out" / name)),
+                              probabilities(str(tmp_path / "average" / "out" / name)))
+
+
+def test_a_per_channel_scale_on_the_device_gives_predict_preprocess_values():
+    import torch
+    from data.images import network_input
+    from predict.torch_runner import device_input
+    from models.runs import Preprocessing
+    pixels = np.random.RandomState(1).randint(0, 256, (2, 24, 20, 3), dtype=np.uint8)
+    preprocess = Preprocessing((3, 24, 20), "RGB", (123.675, 116.28, 103.53), (1 / 58.395, 1 / 57.12, 1 / 57.375),
+                               "imagenet")
+    np.testing.assert_array_equal(device_input(preprocess, pixels, torch.device("cpu")).numpy(),
+                                  network_input(preprocess, pixels))

@@ -10,7 +10,7 @@ each prediction of the tests runs here, in a process that has not. ``JOB.json``:
 
 - ``{"op": "predict", "rec", "categories", "runs", "backend", "out", "decoders",
   "devices", "batch_size", "views", "result"}`` and optionally ``"decode_on"``,
-  ``"skip_bad_images"``: `predict.run.predict_input`; ``result`` (.json) gets
+  ``"skip_bad_images"``, ``"ema"``: `predict.run.predict_input`; ``result`` (.json) gets
   ``{"manifests": [...]}``, or ``{"error": message}`` for a `PipelineError` (or, with
   ``decoders`` 0, the `DataInputError` of a bad picture);
 - ``{"op": "kill", ...}``: the same prediction of the first run with a slow network while
@@ -58,7 +58,7 @@ def config(job):
 
 
 def predict(job):
-    handles = [CheckpointModel(run, backend=job["backend"]) for run in job["runs"]]
+    handles = [CheckpointModel(run, backend=job["backend"], ema=job.get("ema", False)) for run in job["runs"]]
     try:
         return {"manifests": predict_input(job["rec"], handles, job["out"], config(job),
                                            CategoryMap.from_csv(job["categories"]))}

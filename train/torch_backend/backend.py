@@ -25,25 +25,38 @@ Several machines: the same command under ``torchrun`` on each, e.g. for 2 machin
 (``R`` = 0 on the first machine, 1 on the other; the run folder is written by rank 0 and
 should be on storage both can reach for ``--resume``.)
 
-Checkpoint files: ``epoch-NNNN.params`` holds the weights in Gluon's format and names
-(``models.weight_convert.torch_to_gluon``, written with ``models.params_file``, no MXNet),
-so the predictor, ``--from-run`` and the ensemble read a PyTorch run as they read a Gluon
-one; the JSON says ``framework: torch``. ``epoch-NNNN.states`` is ``torch.save`` of the
-optimizer's state dict, the loss scaler's and the batch-norm counters, which the Gluon
-format has no place for: with both a resume is bit-exact on the CPU.
+Checkpoint files: for a network with a Gluon twin, ``epoch-NNNN.params`` holds the weights
+in Gluon's format and names (``models.weight_convert.torch_to_gluon``, written with
+``models.params_file``, no MXNet), so the predictor, ``--from-run`` and the ensemble read a
+PyTorch run as they read a Gluon one, on either framework; for one that exists on PyTorch
+only (``timm/<name>``), ``epoch-NNNN.safetensors`` holds its state dict as it is
+(docs/DESIGN.md, "Run folders of the PyTorch backend"). The JSON says ``framework: torch``
+and ``weights_format``. ``epoch-NNNN.states`` is ``torch.save`` of the optimizer's state
+dict, the loss scaler's, the batch-norm counters, which the Gluon format has no place for,
+and the count of updates of the moving average: with all of them a resume is bit-exact on
+the CPU.
+
+Moving average of the weights (``--ema-decay``): timm's ``ModelEmaV3`` of the network,
+updated after every optimizer step (its decay warmed up with ``--ema-warmup``), saved
+beside the weights in their format (``epoch-NNNN.ema.params`` / ``.ema.safetensors``),
+validated instead of the trained weights with ``--ema-eval``.
 
 Optimizers: ``torch.optim``'s NAdam (the same momentum schedule as ``train.mxnet_backend.optim.NAdam``,
 ``momentum_decay`` 0.004) and Adam; SGD and NAG as MXNet computes them, the learning rate
 inside the momentum (``train.torch_backend.optim``); L2 weight decay on weights and
 batch-norm gammas only (`decays`), and none for Adam/NAdam with ``--wd-sgd-only``, as in
-the Gluon path. Fresh layers (a new classifier, the squeeze-excitations of an SE-ResNeXt
-started from a ResNeXt) start as Gluon's (``models.torch_nets.initialise``).
+the Gluon path. AdamW (``torch.optim.AdamW``) decays, decoupled, the layers' weights only,
+not norms, biases nor what the network names in ``no_weight_decay()`` (timm's
+``param_groups_weight_decay``). Fresh layers (a new classifier, the squeeze-excitations of an
+SE-ResNeXt started from a ResNeXt) start as Gluon's (``models.torch_nets.initialise``).
 
 Freezing: ``--freeze-keep`` is a regex over the Gluon structural names (``^output\\.``);
 a PyTorch parameter stays trainable while frozen when its Gluon name matches
 (``models.weight_convert.parameter_pairs``), so one pattern means the same layers for both.
 The batch norms that no gradient reaches keep their statistics while frozen, as MXNet's do
-(``train.torch_backend.frozen_batchnorm``).
+(``train.torch_backend.frozen_batchnorm``). A network without a Gluon twin is matched by its
+PyTorch names, its classifier's called ``output.`` as in the Gluon networks (`pattern_names`),
+so the default pattern keeps the classifier.
 """
 import atexit
 import contextlib
@@ -57,16 +70,21 @@ import torch.nn.functional as F
 from torch import distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from timm.optim import param_groups_weight_decay
+from timm.utils import ModelEmaV3
+
 from data.atomic import atomic_path
 from data.parallel import die_with_current_parent
 from data.products import ProductAccuracy, accuracy, product_ranges
 from data.record_file import DataFileError
 from models import params_file, runs
+from models.families import ArchitectureError, architecture, config_overrides, family_of
 from models.torch_nets.build import UnsupportedArchitectureError, create_torch_model
 from models.torch_nets.convert_weights import TORCH_SUFFIXES
 from models.torch_nets.devices import torch_device, unavailable_gpu
-from models.torch_nets.weights import classifier_prefix, gluon_weights_to_state, load_imagenet_backbone
-from models.weight_convert import BN_COUNTER, WeightConversionError, parameter_pairs, torch_to_gluon
+from models.torch_nets.weights import (DAMAGED_FILE_ERRORS, classifier_prefix, gluon_weights_to_state,
+                                       load_imagenet_backbone, read_run_file, run_state, write_run_state)
+from models.weight_convert import BN_COUNTER, WeightConversionError, parameter_pairs
 from train import metrics
 from train.backend import Backend
 from train.config import ADAPTIVE_OPTIMIZERS
@@ -152,16 +170,18 @@ def batch_sums(logits, labels, top_k, losses=None):
     return torch.stack([correct.float(), in_top_k.float(), cross_entropy, loss.float()]).double()
 
 
-def load_start_weights(model, network, classes, start, pretrained, logger):
+def load_start_weights(model, network, classes, start, pretrained, logger, config=None):
     """Load into `model` what ``train.fit.StartPoint`` `start` names: all of a run of the same
     network and class count; the entries of the same name and shape of another network's run
     (SE-ResNeXt from ResNeXt), its classifier only when the class counts agree; else the
-    ImageNet weights `pretrained` (a timm/torchvision file, or a Gluon ``.params`` in
-    structural names), whose classifier is left out."""
+    ImageNet weights `pretrained`: a timm/torchvision/Hugging Face file, a Gluon ``.params``
+    in structural names, or the network's own through its library's loader (``--pretrained
+    timm``: ``Family.default_weights``, the family builder's ``imagenet_state`` of the
+    architecture `config`), the classifier left out."""
     parent = start.parent_meta
     if start.params is not None:
         source = parent["model"] if parent is not None else network
-        state = gluon_weights_to_state(start.params, source)
+        state = run_state(start.params, start.weights_format, source)
         same_classes = parent is None or parent["classes"] == classes
         if source == network and same_classes:
             model.load_state_dict(state)
@@ -175,10 +195,15 @@ def load_start_weights(model, network, classes, start, pretrained, logger):
                 logger.info("copied the classifier of %s", start.params)
         logger.info("initialised from %s", start.params)
     elif pretrained:
+        family = family_of(network)
+        if pretrained == family.default_weights:
+            load_imagenet_backbone(model, family.builder("torch").imagenet_state(config, classes))
+            logger.info("initialised from %s's ImageNet weights through timm's loader", network)
+            return
         try:
             weights = pretrained if pretrained.endswith(TORCH_SUFFIXES) else gluon_weights_to_state(pretrained,
                                                                                                   network)
-        except WeightConversionError as err:
+        except (WeightConversionError, ArchitectureError) as err:
             raise WeightConversionError(
                 "%s: %s. --backend torch takes ImageNet weights as timm's or torchvision's files (%s; e.g. "
                 "dpn92.mx_in1k, resnext101_64x4d.gluon_in1k, densenet161.tv_in1k: --pretrained FILE, PRETRAINED=FILE "
@@ -196,25 +221,47 @@ def decays(name):
     return name.endswith("weight")
 
 
-def create_optimizer(model, settings):
-    """The optimizer of ``train.config.OptimizerConfig`` `settings` over `model`'s parameters,
-    weight decay on weights and gammas only (`decays`)."""
+def parameter_groups(model, settings):
+    """The optimizer's parameter groups of `model` with weight decay where it applies: on the
+    weights and gammas (`decays`) with the reference's optimizers, none for Adam/NAdam with
+    ``--wd-sgd-only``; on the layers' weights only with AdamW (timm's rule)."""
+    if settings.optimizer == "adamw":
+        skip = model.no_weight_decay() if hasattr(model, "no_weight_decay") else ()
+        return param_groups_weight_decay(model, settings.wd, skip)
     wd = 0.0 if settings.wd_sgd_only and settings.optimizer in ADAPTIVE_OPTIMIZERS else settings.wd
     named = list(model.named_parameters())
-    groups = [{"params": [p for n, p in named if decays(n)], "weight_decay": wd},
-              {"params": [p for n, p in named if not decays(n)], "weight_decay": 0.0}]
+    return [{"params": [p for n, p in named if decays(n)], "weight_decay": wd},
+            {"params": [p for n, p in named if not decays(n)], "weight_decay": 0.0}]
+
+
+def create_optimizer(model, settings):
+    """The optimizer of ``train.config.OptimizerConfig`` `settings` over `model`'s parameters
+    (`parameter_groups`)."""
+    groups = parameter_groups(model, settings)
     if settings.optimizer == "nadam":
         return torch.optim.NAdam(groups, lr=settings.lr, momentum_decay=0.004)
     if settings.optimizer == "adam":
         return torch.optim.Adam(groups, lr=settings.lr)
+    if settings.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=settings.lr)
     return MXNetMomentum(groups, lr=settings.lr, momentum=settings.mom, nesterov=settings.optimizer == "nag")
 
 
+def pattern_names(network, model):
+    """``{PyTorch parameter name: the name --freeze-keep matches}``: the Gluon structural
+    name of a network with a Gluon twin; else its own, with the classifier's prefix
+    written ``output.`` as in the Gluon networks."""
+    if family_of(network).layers is not None:
+        return {pair.torch: pair.gluon for pair in parameter_pairs(network) if pair.gluon is not None}
+    head = classifier_prefix(model)
+    return {n: "output." + n[len(head):] if n.startswith(head) else n for n, _ in model.named_parameters()}
+
+
 def kept_while_frozen(network, model, pattern):
-    """The names of `model`'s trainable parameters whose Gluon structural names match
-    `pattern` (``--freeze-keep``)."""
+    """The names of `model`'s trainable parameters whose `pattern_names` match `pattern`
+    (``--freeze-keep``)."""
     keep = re.compile(pattern)
-    gluon_name = {pair.torch: pair.gluon for pair in parameter_pairs(network) if pair.gluon is not None}
+    gluon_name = pattern_names(network, model)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     kept = {n for n in trainable if keep.search(gluon_name.get(n, n))}
     if not kept:
@@ -252,7 +299,8 @@ class TorchBackend(Backend):
                                    % (config.optimizer.batch_size, len(self.devices)))
         self.rank, self.num_workers = join_process_group(self.device)
         self.autocast = AUTOCAST_DTYPES.get(config.network.dtype)
-        self.model = self.trained = self.optimizer = self.scaler = None
+        self.model = self.trained = self.optimizer = self.scaler = self.ema = None
+        self.ema_updates = 0      # optimizer steps the moving average has followed (its warm-up's clock)
         self._spec = self._example = self._trainable = self._kept = self.frozen = None
         self._momenta = {}          # of the batch norms that keep their statistics while frozen
         self._pending = 0
@@ -263,12 +311,16 @@ class TorchBackend(Backend):
 
     def check_loadable(self, run_dir, epoch, states=True):
         meta = runs.load_meta(run_dir, epoch)
-        params = runs.params_path(run_dir, epoch)
-        try:
-            params_file.load(params)
-        except (OSError, params_file.ParamsFormatError) as err:
-            raise runs.DamagedCheckpointError("%s cannot be loaded (%s): the checkpoint is truncated or damaged"
-                                                    % (params, err)) from None
+        weights_format = runs.weights_format(meta)
+        files = [runs.params_path(run_dir, epoch, weights_format)]
+        if states and meta.get("ema_weights"):
+            files.append(os.path.join(run_dir, meta["ema_weights"]))
+        for path in files:
+            try:
+                read_run_file(path, weights_format)
+            except DAMAGED_FILE_ERRORS as err:
+                raise runs.DamagedCheckpointError("%s cannot be loaded (%s): the checkpoint is truncated or damaged"
+                                                  % (path, err)) from None
         if states and meta.get("framework", "mxnet") != self.framework:
             raise runs.CheckpointError("%s holds the optimizer state of a %s run; start from its weights with "
                                              "--from-run" % (runs.states_path(run_dir, epoch),
@@ -291,12 +343,15 @@ class TorchBackend(Backend):
 
     def build(self, start, data, logger):
         network = self.config.network
-        # The architecture of the run it resumes or starts from (a model-zoo ResNeXt's widths).
-        self.config_overrides = start.config_overrides or {}
+        # The architecture of the run it resumes or starts from (a model-zoo ResNeXt's widths),
+        # built for this run's input size (a ViT's position embeddings).
+        config = family_of(network.network).sized(architecture(network.network, start.config_overrides)[1],
+                                                  data.image_shape)
+        self.config_overrides = config_overrides(network.network, config)
         model = create_torch_model(network.network, self.config.data.num_classes, dropout=network.dropout,
                                    config_overrides=self.config_overrides)
         load_start_weights(model, network.network, self.config.data.num_classes, start,
-                           network.pretrained if start.params is None else None, logger)
+                           network.pretrained if start.params is None else None, logger, config)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
             model = model.to(self.device, memory_format=torch.channels_last)
@@ -308,6 +363,7 @@ class TorchBackend(Backend):
         self._kept = kept_while_frozen(network.network, model, self.config.schedule.freeze_keep)
         self.optimizer = create_optimizer(model, self.config.optimizer)
         self.scaler = torch.amp.GradScaler("cuda", enabled=network.dtype == "float16")
+        self.ema = self._moving_average(start, logger)
         if start.states is not None:
             saved = self._load_states(start.states)
             if is_torch_sgd_state(saved["optimizer"]):
@@ -316,7 +372,23 @@ class TorchBackend(Backend):
             self.optimizer.load_state_dict(saved["optimizer"])
             self.scaler.load_state_dict(saved["scaler"])
             model.load_state_dict(saved["counters"], strict=False)
+            self.ema_updates = saved.get("ema_updates", 0)
             logger.info("resuming after epoch %d with the optimizer state of %s", start.epoch, start.states)
+
+    def _moving_average(self, start, logger):
+        """timm's ``ModelEmaV3`` of the network (``--ema-decay``; None without), continuing
+        the checkpoint's average when a resumed run has one (its update count comes with the
+        optimizer state), else starting from the network's weights."""
+        settings = self.config.ema
+        if not settings.ema_decay:
+            return None
+        ema = ModelEmaV3(self.model, decay=settings.ema_decay, use_warmup=settings.ema_warmup)
+        if start.ema is not None:
+            # Gluon's format has no batch-norm counters: the average copies the network's at each update.
+            ema.module.load_state_dict(run_state(start.ema, start.weights_format, self.config.network.network),
+                                       strict=False)
+            logger.info("continuing the moving average of the weights of %s", start.ema)
+        return ema
 
     def set_frozen(self, frozen):
         """Also gives the batch norms that no gradient reaches while frozen momentum 0, and
@@ -381,6 +453,9 @@ class TorchBackend(Backend):
             self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
             self._pending = 0
+            if self.ema is not None:
+                self.ema_updates += 1
+                self.ema.update(self.model, step=self.ema_updates)
         return x.shape[0]
 
     def take_window(self):
@@ -402,26 +477,28 @@ class TorchBackend(Backend):
     def evaluate(self, data):
         """Image and product metrics over the whole validation file, every rank taking part:
         each scores the records of its contiguous range of whole products (``data.products.
-        product_ranges``), in file order, with the model itself (not its distributed wrapper),
-        whose batch-norm statistics are first made rank 0's on every rank; the counts and sums
-        are then added over the ranks, so the product accuracy is the one-process figure
-        exactly, in a share of the time (rank 0 alone kept the others waiting in the next
-        collective, at the risk of its timeout)."""
+        product_ranges``), in file order, with the model itself (not its distributed wrapper)
+        or the moving average of its weights (``--ema-eval``), whose batch-norm statistics are
+        first made rank 0's on every rank; the counts and sums are then added over the ranks,
+        so the product accuracy is the one-process figure exactly, in a share of the time
+        (rank 0 alone kept the others waiting in the next collective, at the risk of its
+        timeout)."""
         headers, top_k = data.val_headers, self.config.logging.top_k
         start, stop = product_ranges(headers.product_ids, self.num_workers)[self.rank]
         sums, products, position = torch.zeros(4, dtype=torch.float64, device=self.device), ProductAccuracy(), start
         order = np.arange(start, stop)
+        model = self.ema.module if self.config.ema.ema_eval else self.model
         if self.num_workers > 1:
-            for buffer in self.model.buffers():
+            for buffer in model.buffers():
                 dist.broadcast(buffer, 0)
-        self.model.eval()
+        model.eval()
         with torch.no_grad():
             for pixels, labels in loader.batches(data.val, order, self.config.optimizer.batch_size,
                                                      data.image_shape, workers=self.config.data.data_nthreads,
                                                      decode_on=self.config.data.decode_on, device=self.device,
                                                      drop_last=False, num_classes=self.config.data.num_classes):
                 with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
-                    logits = self.model(self._input(pixels, data.spec)).float()
+                    logits = model(self._input(pixels, data.spec)).float()
                 size = len(labels)
                 expected = headers.labels[position:position + size]
                 if not np.array_equal(labels.numpy().astype(np.int64), expected):
@@ -441,14 +518,17 @@ class TorchBackend(Backend):
         return values
 
     def save(self, run_dir, epoch, meta):
-        state = {name: tensor.detach().cpu().numpy() for name, tensor in self.model.state_dict().items()}
-        params = runs.params_path(run_dir, epoch)
+        weights_format, network = runs.weights_format(meta), self.config.network.network
+        params = runs.params_path(run_dir, epoch, weights_format)
         with atomic_path(params) as tmp:
-            params_file.save(tmp, torch_to_gluon(self.config.network.network, state))
+            write_run_state(tmp, weights_format, network, self.model.state_dict())
+        if self.ema is not None:
+            with atomic_path(os.path.join(run_dir, meta["ema_weights"])) as tmp:
+                write_run_state(tmp, weights_format, network, self.ema.module.state_dict())
         counters = {name: tensor for name, tensor in self.model.state_dict().items() if name.endswith(BN_COUNTER)}
         with atomic_path(runs.states_path(run_dir, epoch)) as tmp:
             torch.save({"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
-                        "counters": counters}, tmp)
+                        "counters": counters, "ema_updates": self.ema_updates}, tmp)
         runs.write_epoch_meta(run_dir, epoch, meta)
         return params
 

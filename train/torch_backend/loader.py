@@ -242,10 +242,13 @@ def batches(record, order, batch_size, image_shape, augmentation=NO_AUGMENTATION
 
 def normalise(pixels, mean, scale, device, channels_last=False):
     """Float32 network input ``(pixel - mean) * scale`` of uint8 NCHW `pixels`, on `device`
-    (copied without blocking from pinned memory when they are not there yet)."""
+    (copied without blocking from pinned memory when they are not there yet); `scale` is
+    one number or one per channel."""
     x = pixels.to(device, non_blocking=True).float()
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     if any(mean):
         x = x - torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    if isinstance(scale, tuple):
+        return x * torch.tensor(scale, dtype=torch.float32, device=device).view(1, 3, 1, 1)
     return x * scale if scale != 1 else x
