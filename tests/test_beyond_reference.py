@@ -165,7 +165,6 @@ def test_the_cosine_schedule_falls_from_the_rate_to_the_floor_after_its_warm_up(
     (["--backend", "torch", "--ema-decay", "1"], "--ema-decay must be in [0, 1)"),
     (["--backend", "torch", "--pretrained", "timm"], "--pretrained timm loads a timm network's own ImageNet weights; "
                                                      "dpn_tiny takes a file (--pretrained FILE)"),
-    (["--network", "no_such_net"], "--network no_such_net: unknown model 'no_such_net'; known models: "),
 ])
 def test_options_mxnet_or_the_network_cannot_honour_are_refused_in_one_line(capsys, extra, expected):
     assert refusal(capsys, COMMON + extra).startswith("train: error: " + expected)

@@ -227,12 +227,16 @@ def backend_refusal(backend, args):
 
 
 def network_refusal(args):
-    """The line refusing a ``--network`` that is not known, that the backend cannot build
-    (a timm network on MXNet), or a ``--pretrained`` word its family does not know; None when all is well."""
+    """The line refusing a ``--network`` that the backend cannot build (a timm network on
+    MXNet), or a ``--pretrained`` word its family does not know; None when all is well (a
+    name no family knows is refused where the run first needs its network, as before)."""
     try:
         family = family_of(args.network)
+    except KeyError:
+        return None
+    try:
         family.check_backend(args.backend)
-    except (KeyError, ArchitectureError) as err:
+    except ArchitectureError as err:
         return "--network %s: %s" % (args.network, err.args[0])
     words = [f.default_weights for f in FAMILIES.values() if f.default_weights]
     if args.pretrained in words and args.pretrained != family.default_weights:
