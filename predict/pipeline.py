@@ -434,6 +434,7 @@ def run_pipeline(source, handles, aggregator, config, md5_counts=None):
                           commands_address)
             sup.start("reader", 0, _reader, source, config, ipc_dir)
             *worker_ready, reader_ready = sup.wait_ready(keys + [("reader", 0)])
+            aggregator.start_clock()
             group_addresses = [[ready["address"] for ready, (g, _) in zip(worker_ready, workers) if g == group]
                                for group in range(len(groups))]
             for i in range(config.decoders):
@@ -492,6 +493,7 @@ def run_in_process(source, handles, aggregator, config, md5_counts=None):
                              "or more (a model worker per backend)"
                              % " and ".join(backend.framework for backend, _ in model_groups(handles)))
         runner = open_runner(handles, config.devices[0])
+        aggregator.start_clock()
         batcher, n = Batcher(config.batch_size, config.views.count), 0
         with _progress_bar(config, source.total_products) as bar:
             for product in source:
