@@ -121,7 +121,7 @@ def _queue_decoder(products, decoded, config):
 
 
 def _queue_model_worker(handles, config, decoded, results, ready):
-    runner = open_runner(handles, config.devices[0])
+    runner = open_runner(handles, config.devices[0], 1 + config.decoders)
     ready.put(True)
     batcher, ended = Batcher(config.batch_size, config.views.count), 0
     while ended < config.decoders:

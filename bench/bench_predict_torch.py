@@ -54,10 +54,12 @@ class FreshTorchModel(FreshModel):
         return prepared(create_torch_model(self.name, self.classes), runner.device, self.compile)
 
 
-def model_alone(handle, device, batch_size, seconds):
+def model_alone(handle, device, batch_size, seconds, decoders):
     """Network inputs/s of `handle` alone on `device`: random uint8 views of `batch_size`
-    through `TorchRunner.probabilities` for about `seconds` after the warm-up batches."""
+    through `TorchRunner.probabilities` for about `seconds` after the warm-up batches, with
+    the CPU threads of the pipeline's model worker (beside `decoders` decoders)."""
     runner = TorchRunner([handle], device)
+    runner.share_cores(1 + decoders)          # the threads of the pipeline's model worker
     pixels = np.random.RandomState(0).randint(0, 256, (batch_size, 180, 180, 3), dtype=np.uint8)
     for _ in range(WARMUP_BATCHES):
         runner.probabilities(pixels)
@@ -80,7 +82,7 @@ def measure_here(spec):
             "images_per_second": manifest["images"] / seconds,
             "inputs_per_second": manifest["images"] * views.count / seconds,
             "model_inputs_per_second": model_alone(handle, spec["devices"][0], spec["batch_size"],
-                                                   min(max(seconds, 5.0), 30.0))}
+                                                   min(max(seconds, 5.0), 30.0), spec["decoders"])}
 
 
 def measure(spec):

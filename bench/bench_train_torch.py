@@ -5,11 +5,15 @@
         --batch-size 256 --workers 8 16 --decode-on workers device --rec work/rec/A_train.rec
                                                                         # a GPU (add --compile)
 
+0. Baseline: a bare ``cv2.imdecode`` loop over the same records' JPEGs, held in memory, one
+   process: CPU time per image.
 1. Input pipeline alone: ``train.torch_backend.loader.batches`` as a training run reads it (a
    fresh DataLoader per epoch over one global shuffle, random mirror, uint8 batches on
    the device), for each ``--decode-on`` place (OpenCV in the worker processes, or
-   batched on the device: nvJPEG on a GPU) and ``--workers`` count: img/s over
-   ``--input-batches`` batches, the workers' start included.
+   batched on the device: nvJPEG on a GPU) and ``--workers`` count: img/s and CPU time
+   per image of all its processes (per image per core: comparable with (0) on a shared
+   machine) over the first ``--input-batches`` batches, in the steady state (from the
+   moment each worker has delivered a batch to the last batch).
 2. Model alone: ``TorchBackend.train_step`` (forward, backward, optimizer, metrics: what
    a run does per batch) on one batch kept on the device.
 3. End to end, for each ``--decode-on`` place: the same steps fed by the training input
@@ -26,31 +30,65 @@ import os
 import sys
 import time
 
+import cv2
+import numpy as np
+import psutil
 import torch
 
 from bench_common import REFERENCE_MACHINE, RESULTS, cpu_name, publish
 from bench_train_common import add_training_options, synthetic_rec, training_speeds
+from data import recordio
 from data.record_file import open_record_file
 from models.backends import WORKER_DECODE, get_backend
-from models.torch_nets.devices import torch_device
+from models.torch_nets.devices import share_cpu_threads, torch_device
 from train.inputs import Augmentation, epoch_order
 from train.torch_backend import loader
 
 
-def input_speed(record, batch_size, image_shape, workers, batches, decode_on, device):
-    """img/s of the first `batches` batches of a training epoch read by `workers` processes
-    and decoded where `decode_on` says, onto `device`."""
-    order = epoch_order(record.num_records, 0, batch_size)
-    start, images = time.perf_counter(), 0
-    for i, (pixels, _) in enumerate(loader.batches(record, order, batch_size, image_shape,
+def cpu_seconds():
+    """CPU time (user + system) of this process with its threads, and of its running children
+    (the input workers)."""
+    me = psutil.Process()
+    total = sum(me.cpu_times()[:2])
+    for child in me.children(recursive=True):
+        try:
+            total += sum(child.cpu_times()[:2])
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def bare_decode(record, order):
+    """(img/s, CPU µs per image) of a bare ``cv2.imdecode`` loop over the JPEGs of the records
+    `order`, read into memory first: the least an input path that decodes with OpenCV costs."""
+    with open(record.rec, "rb") as f:
+        jpegs = [recordio.unpack(recordio.read_record(f, int(record.offsets[i]))[0])[1] for i in order]
+    start, cpu = time.perf_counter(), time.process_time()
+    for jpeg in jpegs:
+        cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    return len(jpegs) / (time.perf_counter() - start), (time.process_time() - cpu) / len(jpegs) * 1e6
+
+
+def input_speed(record, order, batch_size, image_shape, workers, decode_on, device):
+    """(img/s, CPU µs per image of all its processes) of reading the records `order` (whole
+    batches of a training epoch) with `workers` processes, decoded where `decode_on` says,
+    onto `device`, in the steady state: from the moment each worker has delivered a batch
+    to the last batch (the workers' start and end, fixed costs of each epoch, left out)."""
+    share_cpu_threads(1 + workers)        # as TorchBackend: the main process and its input workers share the cores
+    last = len(order) // batch_size - 1
+    first = min(max(workers, 1), last) - 1
+    for k, (pixels, _) in enumerate(loader.batches(record, order, batch_size, image_shape,
                                                    Augmentation(random_mirror=True), 0, workers, decode_on, device)):
         pixels = pixels.to(device, non_blocking=True)
-        images += len(pixels)
-        if i + 1 == batches:
-            break
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return images / (time.perf_counter() - start)
+        if k in (first, last) and device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if k == first:
+            start, cpu, images = time.perf_counter(), cpu_seconds(), 0
+        elif k > first:
+            images += len(pixels)
+        if k == last:
+            seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+    return images / seconds, cpu / images * 1e6
 
 
 def kept_on_device(batch, backend):
@@ -70,27 +108,34 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     rec = args.rec or synthetic_rec(args.work, args.products)
     record = open_record_file(rec)
     device = "gpu" if any(d.startswith("gpu") for d in args.devices) else "cpu"
     on = torch_device(args.devices[0])
     image_shape = (3, args.image_size or 180, args.image_size or 180)
     load_before = os.getloadavg()[0]
+    order = epoch_order(record.num_records, 0, args.batch_size)[:args.input_batches * args.batch_size]
+    if len(order) < 2 * args.batch_size:
+        parser.error("the input measurement needs 2 batches of --batch-size %d or more: %d records of %s give %d"
+                     % (args.batch_size, record.num_records, rec, len(order) // args.batch_size))
+    bare = bare_decode(record, order)
+    print("bare cv2.imdecode loop: %.1f img/s, %.0f µs of CPU per image" % bare, flush=True)
     inputs = {}
     for decode_on in args.decode_on:
         for workers in args.workers:
-            inputs[decode_on, workers] = input_speed(record, args.batch_size, image_shape, workers,
-                                                     args.input_batches, decode_on, on)
-            print("input, decoded on %s, %d workers: %.1f img/s" % (decode_on, workers, inputs[decode_on, workers]),
-                  flush=True)
+            inputs[decode_on, workers] = input_speed(record, order, args.batch_size, image_shape, workers, decode_on,
+                                                     on)
+            print("input, decoded on %s, %d workers: %.1f img/s, %.0f µs of CPU per image"
+                  % (decode_on, workers, *inputs[decode_on, workers]), flush=True)
     rows = []
     for network in args.networks:
         for decode_on in args.decode_on:
             options = ["--data-nthreads", str(max(args.workers)), "--decode-on", decode_on,
                        "--compile" if args.compile else "--no-compile"]
             alone, end = training_speeds(network, rec, args, options, kept_on_device)
-            rows.append((network, decode_on, alone, end, inputs[decode_on, max(args.workers)] / end))
+            rows.append((network, decode_on, alone, end, inputs[decode_on, max(args.workers)][0] / end))
             print("%s, decoded on %s: %.1f img/s model alone, %.1f img/s end to end, input %.1fx that" % rows[-1],
                   flush=True)
     name = torch.cuda.get_device_name() if device == "gpu" else cpu_name()
@@ -101,9 +146,18 @@ def main(argv=None):
                                                         ", torch.compile" if args.compile else "", args.batch_size,
                                                         record.num_records, rec, *image_shape[1:], load_before,
                                                         os.getloadavg()[0]),
-             "", "## Input pipeline alone (decode, mirror, batches of uint8 on the device; %d batches, workers' "
-             "start included)" % args.input_batches, "", "| decoded on | input processes | img/s |", "|---|---:|---:|"]
-    lines += ["| %s | %d | %.1f |" % (decode_on, workers, rate) for (decode_on, workers), rate in inputs.items()]
+             "", "## Input pipeline alone (decode, mirror, batches of uint8 on the device; %d images)" % len(order), "",
+             "Steady state: from the moment each input worker has delivered a batch to the last batch (the workers' "
+             "start and end, fixed costs of each epoch, left out). CPU time per image: user + system of every process "
+             "of the path (main process and its threads, input workers), i.e. per image per core; against the "
+             "bare `cv2.imdecode` loop over the same JPEGs, in memory, measured in the same run (target: <= 1.5x "
+             "for the uint8 path to the device's queue). PyTorch threads of the main process: the cores shared by "
+             "it and its input workers (`models.torch_nets.devices.share_cpu_threads`).", "",
+             "| path | input processes | img/s | CPU µs per image | CPU / bare decode loop |",
+             "|---|---:|---:|---:|---:|",
+             "| bare `cv2.imdecode` loop (baseline) | 0 | %.1f | %.0f | 1.00 |" % bare]
+    lines += ["| decoded on %s | %d | %.1f | %.0f | **%.2f** |" % (decode_on, workers, rate, cpu, cpu / bare[1])
+              for (decode_on, workers), (rate, cpu) in inputs.items()]
     lines += ["", "## Training steps (forward, backward, update, metrics; end to end with %d input processes)"
               % max(args.workers), "",
               "| network | decoded on | model alone img/s | end to end img/s | input alone / end to end "

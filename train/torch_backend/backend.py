@@ -57,7 +57,7 @@ from data.record_file import DataFileError
 from models import params_file, runs
 from models.torch_nets.build import UnsupportedArchitectureError, create_torch_model
 from models.torch_nets.convert_weights import TORCH_SUFFIXES
-from models.torch_nets.devices import torch_device
+from models.torch_nets.devices import share_cpu_threads, torch_device
 from models.torch_nets.weights import classifier_prefix, gluon_weights_to_state, load_imagenet_backbone
 from models.weight_convert import BN_COUNTER, WeightConversionError, parameter_pairs, torch_to_gluon
 from train import metrics
@@ -235,6 +235,8 @@ class TorchBackend(Backend):
             raise TorchDeviceError("--batch-size %d does not split evenly over %d devices"
                                    % (config.optimizer.batch_size, len(self.devices)))
         self.rank, self.num_workers = join_process_group(self.device)
+        # The cores of this machine are shared by its training processes and their input workers.
+        share_cpu_threads(int(os.environ.get("LOCAL_WORLD_SIZE", 1)) * (1 + config.data.data_nthreads))
         self.autocast = AUTOCAST_DTYPES.get(config.network.dtype)
         self.model = self.trained = self.optimizer = self.scaler = None
         self._spec = self._trainable = self._kept = self.frozen = None
