@@ -13,7 +13,7 @@ import sys
 
 from bench_common import backend_module
 from bench_predict_common import build_parser
-from models.backends import backends_with, get_backend
+from models.backends import backends_with, compiler_problem, get_backend
 
 
 def main(argv):
@@ -23,6 +23,8 @@ def main(argv):
     if args.decode_on == "device" and not get_backend(args.backend).decodes_on_device:
         parser.error("--decode-on device needs --backend %s (model workers that decode on their device)"
                      % " or ".join(backends_with(lambda backend: backend.decodes_on_device)))
+    if args.compile and compiler_problem():
+        parser.error(compiler_problem())
     return backend_module("bench_predict", args.backend).main(args)
 
 

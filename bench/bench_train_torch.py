@@ -39,7 +39,7 @@ from bench_common import REFERENCE_MACHINE, RESULTS, cpu_name, publish
 from bench_train_common import add_training_options, synthetic_rec, training_speeds
 from data import recordio
 from data.record_file import open_record_file
-from models.backends import WORKER_DECODE, get_backend
+from models.backends import WORKER_DECODE, compiler_problem, get_backend
 from models.torch_nets.devices import share_cpu_threads, torch_device
 from train.inputs import Augmentation, epoch_order
 from train.torch_backend import loader
@@ -110,6 +110,8 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.compile and compiler_problem():
+        parser.error(compiler_problem())
     rec = args.rec or synthetic_rec(args.work, args.products)
     record = open_record_file(rec)
     device = "gpu" if any(d.startswith("gpu") for d in args.devices) else "cpu"
@@ -158,6 +160,10 @@ def main(argv=None):
              "| bare `cv2.imdecode` loop (baseline) | 0 | %.1f | %.0f | 1.00 |" % bare]
     lines += ["| decoded on %s | %d | %.1f | %.0f | **%.2f** |" % (decode_on, workers, rate, cpu, cpu / bare[1])
               for (decode_on, workers), (rate, cpu) in inputs.items()]
+    if len(order) // args.batch_size < 10 * max(args.workers):
+        lines += ["", "Only %d batches: too few for the steady state (the batches each worker prepared before the "
+                  "clock started count, their CPU time does not); give more --input-batches or --products."
+                  % (len(order) // args.batch_size)]
     lines += ["", "## Training steps (forward, backward, update, metrics; end to end with %d input processes)"
               % max(args.workers), "",
               "| network | decoded on | model alone img/s | end to end img/s | input alone / end to end "

@@ -12,7 +12,8 @@ import argparse
 import re
 
 from data.cli import add_common_options, add_device_options, gpu_numbers_of, positive_int
-from models.backends import BACKENDS, DEFAULT_BACKEND, WORKER_DECODE, backend_names, backends_with, get_backend
+from models.backends import (BACKENDS, DEFAULT_BACKEND, WORKER_DECODE, backend_names, backends_with, compiler_problem,
+                             get_backend)
 from train.config import KVSTORES, OPTIMIZERS, TrainConfig
 
 DECODE_PLACES = tuple(dict.fromkeys(place for backend in BACKENDS.values() for place in backend.decode_places))
@@ -201,7 +202,7 @@ def parse_args(argv=None):
         parser.error("--epoch-size must be 0 (a full pass) or more")
     if not 0.0 <= args.label_smoothing < 1.0:
         parser.error("--label-smoothing must be in [0, 1)")
-    refusal = backend_refusal(get_backend(args.backend), args)
+    refusal = backend_refusal(get_backend(args.backend), args) or (args.compile and compiler_problem())
     if refusal:
         parser.error(refusal)
     try:
