@@ -55,16 +55,14 @@ import bson
 import numpy as np
 import psutil
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
+from bench_common import HERE, OUT, ROOT
+from data.bson2rec import ConvertOptions, convert
+from data.bson_index import BsonIndex
+from data.bson_layout import locate_pictures
+from data.jpeg import jpeg_problems
+from data.recordio import record_paths
+from models.backends import get_backend
 
-from data.bson2rec import ConvertOptions, convert  # noqa: E402
-from data.recordio import record_paths  # noqa: E402
-from data.bson_index import BsonIndex  # noqa: E402
-from data.bson_layout import locate_pictures  # noqa: E402
-from data.jpeg import jpeg_problems  # noqa: E402
-
-OUT = os.path.join(HERE, "out")
 READ_CHUNK = 16 << 20
 # (processes, shuffled, shuffle block KB) of the timed conversions; block 0 = single products.
 CONFIGS = ((1, True, 64), (2, True, 64), (2, True, 0), (1, False, 64), (2, False, 64))
@@ -153,23 +151,11 @@ def linked_input(path):
 
 
 def im2rec_style(path, out_rec, max_bytes):
-    """(seconds, BSON bytes covered): decode + re-encode + MXNet writer, one process."""
-    import cv2
-    import mxnet as mx
-    index = BsonIndex.load_or_build(path)
-    stop = int(np.searchsorted(np.cumsum(index.records["length"]), max_bytes)) + 1
-    writer = mx.recordio.MXIndexedRecordIO(record_paths(out_rec)[1], out_rec, "w")
-    start, key = time.perf_counter(), 0
-    for pos, raw in index.iter_raw(0, stop):
-        doc = bson.decode(raw)
-        for number, img in enumerate(doc["imgs"]):
-            pixels = cv2.imdecode(np.frombuffer(img["picture"], np.uint8), cv2.IMREAD_COLOR)
-            _, jpeg = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 95])
-            header = mx.recordio.IRHeader(0, float(doc["category_id"] % 5270), doc["_id"], number)
-            writer.write_idx(key, mx.recordio.pack(header, jpeg.tobytes()))
-            key += 1
-    writer.close()
-    return time.perf_counter() - start, int(index.records["length"][:stop].sum())
+    """(seconds, BSON bytes covered): decode + re-encode + MXNet writer, one process
+    (bench_bson2rec_mxnet.py, run in a process of its own: this one imports no framework)."""
+    result = subprocess.run([sys.executable, os.path.join(HERE, "bench_bson2rec_mxnet.py"), path, out_rec,
+                             str(int(max_bytes))], check=True, capture_output=True, text=True)
+    return tuple(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
 def cpu_seconds():
@@ -354,8 +340,7 @@ print(json.dumps([time.perf_counter() - start, cpu() - cpu_start]))
 
 def checkout_data_package(revision, folder):
     """Extract the `data/` package of git `revision` into `folder` (read-only git commands)."""
-    root = os.path.dirname(HERE)
-    archive = subprocess.run(["git", "-C", root, "archive", revision, "data"], check=True, capture_output=True).stdout
+    archive = subprocess.run(["git", "-C", ROOT, "archive", revision, "data"], check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
     return folder
 
@@ -392,7 +377,7 @@ def peak_memory(command):
 
     A forked worker's RSS also counts the parent's pages it reads (shared, copy-on-write);
     its USS (unique set size) is the memory that is its own."""
-    process = psutil.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = psutil.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
     peaks = {"pss": 0, "parent": 0, "child": 0}
 
     def sample():
@@ -441,6 +426,9 @@ def main(argv=None):
     parser.add_argument("--out", help="results file (default bench/results/bson2rec.md, or bson2rec_verify.md "
                                       "with --verification)")
     args = parser.parse_args(argv)
+    if not args.verification and not get_backend("mxnet").installed():
+        parser.error("the im2rec-style baseline writes with MXNet, which is not installed here (--verification "
+                     "needs none)")
     args.out = args.out or os.path.join(HERE, "results", "bson2rec_verify.md" if args.verification else "bson2rec.md")
 
     load_before = os.getloadavg()

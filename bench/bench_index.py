@@ -17,7 +17,8 @@ import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from bench_common import HERE
+
 CHUNK = 16 * 1024 * 1024
 
 

@@ -1,5 +1,5 @@
-"""The PyTorch path of bench/bench_predict.py (``--backend torch``): the whole predictor
-against the model alone, in one run.
+"""Benchmark of the prediction pipeline with PyTorch model workers (``bench_predict.py
+--backend torch``): the whole predictor against the model alone, in one run.
 
     python bench/bench_predict.py --backend torch --models dpn_tiny --products 500       # CPU
     python bench/bench_predict.py --backend torch --models dpn92 --devices gpu:0 --batch-size 256 \\
@@ -10,59 +10,56 @@ For each network, in a fresh process: products/s, images/s and network inputs/s 
 views) of `predict.pipeline.run_pipeline` with PyTorch model workers (reader, decoders,
 one worker per device, collector: decoding included), from the moment the workers are
 ready to the last product written; then, in the same process once the pipeline has ended,
-the model alone on the first device: `predict.torch_models.TorchRunner.probabilities` on
+the model alone on the first device: ``predict.torch_runner.TorchRunner.probabilities`` on
 random uint8 views of the same batch size (the upload, the preprocessing on the device,
 the forward pass in bf16 on a GPU and the softmax; no decoding), after warm-up batches.
 The ratio of the two says how much of the model's rate the pipeline delivers. Random
 weights (the cost is the same); ``--input``: a `.rec` or `.bson` to predict (default: the
 synthetic test BSON of ``--products`` products). ``--decode-on device``: the decoders only
 check the pictures and take their MD5s, the model worker decodes each batch on its device
-(predict.torch_models.TorchRunner.predict_jpegs). Results: bench/results/predict_torch.md
-and .json (``--decode-on device``: predict_torch.decode-on-device.md and .json); the
-mode is named in them.
+(predict.torch_runner.TorchRunner.predict_jpegs). Results: bench/results/predict_torch.md
+and .json (``--decode-on device``: predict_torch.decode-on-device.md and .json; ``--out``);
+the mode is named in them. This module imports PyTorch: never MXNet.
 """
 import json
 import os
 import platform
-import shutil
 import sys
-import tempfile
 import time
 
-from bench_predict import OUT, POOL_DENSE, ensure_bson, in_fresh_process
+import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from bench_predict_common import POOL_DENSE, FreshModel, ensure_bson, in_fresh_process, predict_once, write_results
+from models import get_spec
+from models.torch_nets import create_torch_model
+from predict.decode import Views
+from predict.pipeline import PipelineConfig, run_pipeline
+from predict.sources import open_source
+from predict.torch_runner import TorchRunner, prepared
+
 WARMUP_BATCHES = 3
 
 
-class FreshTorchModel:
-    """The PyTorch twin of a registered network with fresh weights (what matters here is its
-    cost), prepared as the predictor prepares a checkpoint's (`predict.torch_models.prepared`)."""
+class FreshTorchModel(FreshModel):
+    """The timm twin of a registered network with fresh weights, its input normalised as the
+    network's spec says, prepared as the predictor prepares a checkpoint's
+    (``predict.torch_runner.prepared``: evaluation mode, channels_last on a GPU, compiled
+    with `compile`)."""
 
     def __init__(self, name, classes, compile=False):
-        self.name, self.classes, self.compile = name, classes, compile
+        spec = get_spec(name)
+        super().__init__(name, classes, "torch", spec.mean, spec.scale, compile)
 
-    def framework(self):
-        return "torch"
-
-    def load_torch(self, device):
-        import models
-        from models.torch_nets import create_torch_model
-        from predict.inference import LoadedModel
-        from predict.torch_models import prepared
-        from train.run_folder import Preprocessing
-        spec = models.get_spec(self.name)
-        net = prepared(create_torch_model(self.name, self.classes), device, self.compile)
-        preprocess = Preprocessing((3, 180, 180), "RGB", tuple(spec.mean), spec.scale, "raw")
-        return LoadedModel(self.name, net, preprocess, self.classes, {"weights": "random", "framework": "torch"})
+    def load(self, runner):
+        return prepared(create_torch_model(self.name, self.classes), runner.device, self.compile)
 
 
-def model_alone(handle, device, batch_size, seconds):
+def model_alone(handle, device, batch_size, seconds, decoders):
     """Network inputs/s of `handle` alone on `device`: random uint8 views of `batch_size`
-    through `TorchRunner.probabilities` for about `seconds` after the warm-up batches."""
-    import numpy as np
-    from predict.torch_models import TorchRunner
+    through `TorchRunner.probabilities` for about `seconds` after the warm-up batches, with
+    the CPU threads of the pipeline's model worker (beside `decoders` decoders)."""
     runner = TorchRunner([handle], device)
+    runner.share_cores(1 + decoders)          # the threads of the pipeline's model worker
     pixels = np.random.RandomState(0).randint(0, 256, (batch_size, 180, 180, 3), dtype=np.uint8)
     for _ in range(WARMUP_BATCHES):
         runner.probabilities(pixels)
@@ -74,32 +71,18 @@ def model_alone(handle, device, batch_size, seconds):
 
 
 def measure_here(spec):
-    from predict.aggregate import Aggregator
-    from predict.decode import Views
-    from predict.pipeline import PipelineConfig, run_pipeline
-    from predict.sources import open_source
-
-    source = open_source(spec["input"], progress=False)
     views = Views.parse(spec["tta"])
     config = PipelineConfig(decoders=spec["decoders"], batch_size=spec["batch_size"], views=views,
                             devices=tuple(spec["devices"]), progress=False, decode_on=spec["decode_on"])
-    out = tempfile.mkdtemp(prefix="bench-predict-torch-", dir=OUT)
     handle = FreshTorchModel(spec["model"], spec["classes"], spec["compile"])
-
-    def make_aggregator(models):
-        return Aggregator(lambda name: os.path.join(out, name), models, ("mean",), ("none",), 5, {})
-
-    try:
-        manifest = run_pipeline(source, [handle], make_aggregator, config)[0]
-    finally:
-        shutil.rmtree(out)
+    manifest = predict_once(run_pipeline, open_source(spec["input"], progress=False), [handle], config, spec["work"])
     seconds = manifest["elapsed_seconds"]
     return {**spec, "products": manifest["products"], "images": manifest["images"], "views": views.count,
             "seconds": seconds, "products_per_second": manifest["products"] / seconds,
             "images_per_second": manifest["images"] / seconds,
             "inputs_per_second": manifest["images"] * views.count / seconds,
             "model_inputs_per_second": model_alone(handle, spec["devices"][0], spec["batch_size"],
-                                                   min(max(seconds, 5.0), 30.0))}
+                                                   min(max(seconds, 5.0), 30.0), spec["decoders"])}
 
 
 def measure(spec):
@@ -127,29 +110,24 @@ def report(results, args, load_before):
     lines += [f"| {r['model']} | {r['products_per_second']:.1f} | {r['images_per_second']:.1f} | "
               f"{r['inputs_per_second']:.1f} | {r['model_inputs_per_second']:.1f} | "
               f"{r['inputs_per_second'] / r['model_inputs_per_second']:.2f} |" for r in results]
-    text = "\n".join(lines) + "\n"
-    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    stem = os.path.join(HERE, "results", "predict_torch" + (".decode-on-device" if args.decode_on == "device" else ""))
-    with open(stem + ".md", "w") as f:
-        f.write(text)
-    with open(stem + ".json", "w") as f:
-        json.dump({"args": vars(args), "results": results}, f, indent=2)
-    print(text)
+    write_results("\n".join(lines) + "\n", args, results,
+                  "predict_torch" + (".decode-on-device" if args.decode_on == "device" else ""))
 
 
-def main_torch(args):
-    """bench_predict.py's ``--backend torch``: its parsed arguments."""
+def main(args):
+    """``bench_predict.py --backend torch``: its parsed arguments."""
     load_before = os.getloadavg()[0]
-    os.makedirs(OUT, exist_ok=True)
-    source = args.input or ensure_bson(args.products)
+    os.makedirs(args.work, exist_ok=True)
+    source = args.input or ensure_bson(args.work, args.products)
     networks = [m for m in args.models if m != POOL_DENSE]
     if len(networks) < len(args.models):
         print(f"  {POOL_DENSE} is an MXNet network: left out of --backend torch", flush=True)
     results = [measure(dict(model=model, classes=args.classes, devices=list(args.devices),
                             batch_size=args.batch_size, tta=args.tta, decoders=args.decoders, input=source,
-                            compile=args.compile, decode_on=args.decode_on))
+                            compile=args.compile, decode_on=args.decode_on, work=args.work))
                for model in networks]
     report(results, args, load_before)
+    return 0
 
 
 if __name__ == "__main__":        # the measurement process: bench_predict_torch.py --worker SPEC

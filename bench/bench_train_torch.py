@@ -5,11 +5,15 @@
         --batch-size 256 --workers 8 16 --decode-on workers device --rec work/rec/A_train.rec
                                                                         # a GPU (add --compile)
 
-1. Input pipeline alone: ``train.torch_data.batches`` as a training run reads it (a
+0. Baseline: a bare ``cv2.imdecode`` loop over the same records' JPEGs, held in memory, one
+   process: CPU time per image.
+1. Input pipeline alone: ``train.torch_backend.loader.batches`` as a training run reads it (a
    fresh DataLoader per epoch over one global shuffle, random mirror, uint8 batches on
    the device), for each ``--decode-on`` place (OpenCV in the worker processes, or
-   batched on the device: nvJPEG on a GPU) and ``--workers`` count: img/s over
-   ``--input-batches`` batches, the workers' start included.
+   batched on the device: nvJPEG on a GPU) and ``--workers`` count: img/s and CPU time
+   per image of all its processes (per image per core: comparable with (0) on a shared
+   machine) over the first ``--input-batches`` batches, in the steady state (from the
+   moment each worker has delivered a batch to the last batch).
 2. Model alone: ``TorchBackend.train_step`` (forward, backward, optimizer, metrics: what
    a run does per batch) on one batch kept on the device.
 3. End to end, for each ``--decode-on`` place: the same steps fed by the training input
@@ -19,131 +23,121 @@
 Steps are timed after ``--warmup`` steps (cuDNN autotuning, ``torch.compile``) over at least
 ``--min-seconds``, the device synchronised at both ends. It imports no MXNet and runs
 unchanged on a GPU (``--devices gpu:0``). Results go to bench/results/train_torch_<device>.md.
+This module imports PyTorch: never MXNet.
 """
 import argparse
-import logging
 import os
+import sys
 import time
 
+import cv2
+import numpy as np
+import psutil
 import torch
 
-from bench_train_common import HERE, REFERENCE_MACHINE, cpu_name, publish, synthetic_rec
-from data.cli import add_device_options
-from train import data_iter, fit, torch_data
-from train.args import parse_config
-from predict.torch_models import torch_device
-from train.backend_torch import TorchBackend
-from train.config import DECODE_PLACES, WORKER_DECODE
+from bench_common import REFERENCE_MACHINE, RESULTS, cpu_name, publish
+from bench_train_common import add_training_options, synthetic_rec, training_speeds
+from data import recordio
+from data.record_file import open_record_file
+from models.backends import WORKER_DECODE, compiler_problem, get_backend
+from models.torch_nets.devices import share_cpu_threads, torch_device
+from train.inputs import Augmentation, epoch_order
+from train.torch_backend import loader
 
 
-def input_speed(record, batch_size, image_shape, workers, batches, decode_on, device):
-    """img/s of the first `batches` batches of a training epoch read by `workers` processes
-    and decoded where `decode_on` says, onto `device`."""
-    order = torch_data.epoch_order(record.num_records, 0, batch_size)
-    start, images = time.perf_counter(), 0
-    for i, (pixels, _) in enumerate(torch_data.batches(record, order, batch_size, image_shape,
-                                                       data_iter.Augmentation(random_mirror=True), 0, workers,
-                                                       decode_on, device)):
+def cpu_seconds():
+    """CPU time (user + system) of this process with its threads, and of its running children
+    (the input workers)."""
+    me = psutil.Process()
+    total = sum(me.cpu_times()[:2])
+    for child in me.children(recursive=True):
+        try:
+            total += sum(child.cpu_times()[:2])
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def bare_decode(record, order):
+    """(img/s, CPU µs per image) of a bare ``cv2.imdecode`` loop over the JPEGs of the records
+    `order`, read into memory first: the least an input path that decodes with OpenCV costs."""
+    with open(record.rec, "rb") as f:
+        jpegs = [recordio.unpack(recordio.read_record(f, int(record.offsets[i]))[0])[1] for i in order]
+    start, cpu = time.perf_counter(), time.process_time()
+    for jpeg in jpegs:
+        cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    return len(jpegs) / (time.perf_counter() - start), (time.process_time() - cpu) / len(jpegs) * 1e6
+
+
+def input_speed(record, order, batch_size, image_shape, workers, decode_on, device):
+    """(img/s, CPU µs per image of all its processes) of reading the records `order` (whole
+    batches of a training epoch) with `workers` processes, decoded where `decode_on` says,
+    onto `device`, in the steady state: from the moment each worker has delivered a batch
+    to the last batch (the workers' start and end, fixed costs of each epoch, left out)."""
+    share_cpu_threads(1 + workers)        # as TorchBackend: the main process and its input workers share the cores
+    last = len(order) // batch_size - 1
+    first = min(max(workers, 1), last) - 1
+    for k, (pixels, _) in enumerate(loader.batches(record, order, batch_size, image_shape,
+                                                   Augmentation(random_mirror=True), 0, workers, decode_on, device)):
         pixels = pixels.to(device, non_blocking=True)
-        images += len(pixels)
-        if i + 1 == batches:
-            break
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return images / (time.perf_counter() - start)
+        if k in (first, last) and device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if k == first:
+            start, cpu, images = time.perf_counter(), cpu_seconds(), 0
+        elif k > first:
+            images += len(pixels)
+        if k == last:
+            seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+    return images / seconds, cpu / images * 1e6
 
 
-def timed_steps(backend, batches, batch_size, warmup, min_seconds):
-    """img/s of training steps on `batches` after `warmup` steps, over at least `min_seconds`."""
-    steps, start = 0, None
-    for batch in batches:
-        backend.train_step(batch, 1e-4)
-        steps += 1
-        if steps == warmup:
-            backend.finish_epoch()
-            start, timed = time.perf_counter(), 0
-        elif start is not None:
-            timed += 1
-            if time.perf_counter() - start >= min_seconds and timed >= 2:
-                break
-    backend.finish_epoch()
-    return timed * batch_size / (time.perf_counter() - start)
-
-
-def training_speeds(network, rec, args, workers, decode_on):
-    """(model-alone img/s, end-to-end img/s) of `network`, its input decoded where `decode_on` says."""
-    argv = ["--backend", "torch", "--data-train", rec, "--network", network, "--num-classes", "5270",
-            "--batch-size", str(args.batch_size), "--dtype", args.dtype, "--devices", ",".join(args.devices),
-            "--data-nthreads", str(workers), "--model-dir", os.path.join(args.work, "runs", network),
-            "--decode-on", decode_on,
-            "--compile" if args.compile else "--no-compile"]
-    if args.image_size:
-        argv += ["--image-shape", "3,%d,%d" % (args.image_size, args.image_size)]
-    config = parse_config(argv)
-    quiet = logging.getLogger("bench_train_torch.quiet")
-    quiet.disabled = True
-    backend = TorchBackend(config)
-    data = fit.prepare_data(config, False, 1, quiet)
-    backend.seed(0)
-    backend.build(fit.StartPoint(), data, quiet)
-    backend.set_frozen(False)
-    first = next(iter(backend.train_batches(data, 0)))
-    on_device = (first[0].to(backend.device), first[1].to(backend.device))
-    model_alone = timed_steps(backend, iter(lambda: on_device, None), args.batch_size, args.warmup,
-                              args.min_seconds)
-
-    def endless_epochs():
-        for epoch in range(10 ** 6):
-            yield from backend.train_batches(data, epoch)
-
-    end_to_end = timed_steps(backend, endless_epochs(), args.batch_size, args.warmup, args.min_seconds)
-    return model_alone, end_to_end
+def kept_on_device(batch, backend):
+    """`batch` copied to the training device once, to be trained on over and over."""
+    return batch[0].to(backend.device), batch[1].to(backend.device)
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="bench_train.py", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--backend", choices=("torch",), default="torch", help="this benchmark's backend")
-    parser.add_argument("--rec", default=None, help="training .rec to read (default: a synthetic one in --work)")
-    parser.add_argument("--work", default=os.path.join(HERE, "out", "train"), help="folder for the synthetic set")
-    parser.add_argument("--products", type=int, default=3000, help="synthetic products (~1.7 images each)")
-    parser.add_argument("--networks", nargs="+", default=["dpn_tiny", "resnext_tiny", "densenet_tiny"])
-    parser.add_argument("--batch-size", type=int, default=32, help="images per step")
-    parser.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32",
-                        help="bfloat16/float16: autocast on the GPU")
+    add_training_options(parser, "torch", ["dpn_tiny", "resnext_tiny", "densenet_tiny"], "cpu or gpu:N (one device)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network")
-    parser.add_argument("--image-size", type=int, default=None, help="default: the model's (180)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="input processes to measure")
-    parser.add_argument("--decode-on", nargs="+", choices=DECODE_PLACES, default=[WORKER_DECODE],
+    parser.add_argument("--decode-on", nargs="+", choices=get_backend("torch").decode_places, default=[WORKER_DECODE],
                         help="where the JPEGs are decoded: the input workers (OpenCV) or the device (nvJPEG on a GPU)")
-    parser.add_argument("--input-batches", type=int, default=60, help="batches per input-pipeline measurement")
-    parser.add_argument("--warmup", type=int, default=3, help="training steps before the clock starts")
-    parser.add_argument("--min-seconds", type=float, default=10.0, help="per training measurement")
-    parser.add_argument("--out", default=None)
-    add_device_options(parser, help_text="cpu or gpu:N (one device)")
     return parser
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.compile and compiler_problem():
+        parser.error(compiler_problem())
     rec = args.rec or synthetic_rec(args.work, args.products)
-    record = data_iter.open_record_file(rec)
+    record = open_record_file(rec)
     device = "gpu" if any(d.startswith("gpu") for d in args.devices) else "cpu"
     on = torch_device(args.devices[0])
     image_shape = (3, args.image_size or 180, args.image_size or 180)
     load_before = os.getloadavg()[0]
+    order = epoch_order(record.num_records, 0, args.batch_size)[:args.input_batches * args.batch_size]
+    if len(order) < 2 * args.batch_size:
+        parser.error("the input measurement needs 2 batches of --batch-size %d or more: %d records of %s give %d"
+                     % (args.batch_size, record.num_records, rec, len(order) // args.batch_size))
+    bare = bare_decode(record, order)
+    print("bare cv2.imdecode loop: %.1f img/s, %.0f µs of CPU per image" % bare, flush=True)
     inputs = {}
     for decode_on in args.decode_on:
         for workers in args.workers:
-            inputs[decode_on, workers] = input_speed(record, args.batch_size, image_shape, workers,
-                                                     args.input_batches, decode_on, on)
-            print("input, decoded on %s, %d workers: %.1f img/s" % (decode_on, workers, inputs[decode_on, workers]),
-                  flush=True)
+            inputs[decode_on, workers] = input_speed(record, order, args.batch_size, image_shape, workers, decode_on,
+                                                     on)
+            print("input, decoded on %s, %d workers: %.1f img/s, %.0f µs of CPU per image"
+                  % (decode_on, workers, *inputs[decode_on, workers]), flush=True)
     rows = []
     for network in args.networks:
         for decode_on in args.decode_on:
-            alone, end = training_speeds(network, rec, args, max(args.workers), decode_on)
-            rows.append((network, decode_on, alone, end, inputs[decode_on, max(args.workers)] / end))
+            options = ["--data-nthreads", str(max(args.workers)), "--decode-on", decode_on,
+                       "--compile" if args.compile else "--no-compile"]
+            alone, end = training_speeds(network, rec, args, options, kept_on_device)
+            rows.append((network, decode_on, alone, end, inputs[decode_on, max(args.workers)][0] / end))
             print("%s, decoded on %s: %.1f img/s model alone, %.1f img/s end to end, input %.1fx that" % rows[-1],
                   flush=True)
     name = torch.cuda.get_device_name() if device == "gpu" else cpu_name()
@@ -154,17 +148,30 @@ def main(argv=None):
                                                         ", torch.compile" if args.compile else "", args.batch_size,
                                                         record.num_records, rec, *image_shape[1:], load_before,
                                                         os.getloadavg()[0]),
-             "", "## Input pipeline alone (decode, mirror, batches of uint8 on the device; %d batches, workers' "
-             "start included)" % args.input_batches, "", "| decoded on | input processes | img/s |", "|---|---:|---:|"]
-    lines += ["| %s | %d | %.1f |" % (decode_on, workers, rate) for (decode_on, workers), rate in inputs.items()]
+             "", "## Input pipeline alone (decode, mirror, batches of uint8 on the device; %d images)" % len(order), "",
+             "Steady state: from the moment each input worker has delivered a batch to the last batch (the workers' "
+             "start and end, fixed costs of each epoch, left out). CPU time per image: user + system of every process "
+             "of the path (main process and its threads, input workers), i.e. per image per core; against the "
+             "bare `cv2.imdecode` loop over the same JPEGs, in memory, measured in the same run (target: <= 1.5x "
+             "for the uint8 path to the device's queue). PyTorch threads of the main process: the cores shared by "
+             "it and its input workers (`models.torch_nets.devices.share_cpu_threads`).", "",
+             "| path | input processes | img/s | CPU µs per image | CPU / bare decode loop |",
+             "|---|---:|---:|---:|---:|",
+             "| bare `cv2.imdecode` loop (baseline) | 0 | %.1f | %.0f | 1.00 |" % bare]
+    lines += ["| decoded on %s | %d | %.1f | %.0f | **%.2f** |" % (decode_on, workers, rate, cpu, cpu / bare[1])
+              for (decode_on, workers), (rate, cpu) in inputs.items()]
+    if len(order) // args.batch_size < 10 * max(args.workers):
+        lines += ["", "Only %d batches: too few for the steady state (the batches each worker prepared before the "
+                  "clock started count, their CPU time does not); give more --input-batches or --products."
+                  % (len(order) // args.batch_size)]
     lines += ["", "## Training steps (forward, backward, update, metrics; end to end with %d input processes)"
               % max(args.workers), "",
               "| network | decoded on | model alone img/s | end to end img/s | input alone / end to end "
               "| reference, whole 8-GPU machine |", "|---|---|---:|---:|---:|---:|"]
     lines += ["| %s | %s | %.1f | %.1f | %.1fx | %s |" % (*row, REFERENCE_MACHINE.get(row[0], "")) for row in rows]
-    publish(lines, args.out or os.path.join(HERE, "results", "train_torch_%s.md" % device))
+    publish(lines, args.out or os.path.join(RESULTS, "train_torch_%s.md" % device))
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:]))

@@ -7,6 +7,7 @@ categories). The generator streams, so memory stays bounded whatever the size.
 import argparse
 import math
 
+from bench_common import ROOT  # noqa: F401  (the checkout on sys.path)
 from data import synth
 
 

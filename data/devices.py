@@ -5,6 +5,7 @@ strings while it reads its command line; only the process that imports a framewo
 a string into that framework's device (``predict.mxnet_runner.mxnet_context``, the training
 backends). Training's older spelling ``--gpus 0,1`` is `gpu_devices` of its numbers.
 """
+import os
 from dataclasses import dataclass
 
 DEVICE_KINDS = ("cpu", "gpu")
@@ -58,3 +59,11 @@ def gpu_numbers(names):
     if kinds == {"gpu"} and len(set(devices)) != len(devices):
         raise ValueError(f"{','.join(names)} lists a GPU twice")
     return ",".join(str(device.index) for device in devices if device.kind == "gpu")
+
+
+def cpu_share(processes):
+    """The threads each of `processes` processes that compute at once on this machine may
+    use without oversubscribing its cores: the cores this process may run on, shared out,
+    at least 1. (PyTorch's default, every core in every process, cost the PyTorch input
+    path on the CPU 4x its single-threaded time when input workers ran beside it.)"""
+    return max(1, len(os.sched_getaffinity(0)) // max(1, processes))

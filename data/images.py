@@ -48,12 +48,19 @@ def network_input(preprocess, pixels):
 
 def decode_rgb(jpeg):
     """RGB uint8 pixels of JPEG bytes at their own size, or None when they are not a
-    decodable image. OpenCV returns None for undecodable bytes but raises on an empty
-    buffer (``!buf.empty() in function 'imdecode_'``), which therefore never reaches it."""
+    decodable image."""
+    bgr = decode_bgr(jpeg)
+    return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def decode_bgr(jpeg):
+    """BGR uint8 pixels of JPEG bytes at their own size, as OpenCV decodes them, or None
+    when they are not a decodable image. OpenCV returns None for undecodable bytes but
+    raises on an empty buffer (``!buf.empty() in function 'imdecode_'``), which therefore
+    never reaches it."""
     if not len(jpeg):
         return None
-    bgr = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-    return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
 
 
 def resize(rgb, size):

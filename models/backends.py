@@ -16,6 +16,8 @@ modules it names are imported only by the process that runs that framework.
 """
 import importlib
 import importlib.util
+import os
+import shutil
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -118,6 +120,18 @@ BACKENDS = {backend.name: backend for backend in (
 )}
 
 DEFAULT_BACKEND = "mxnet"
+
+
+def compiler_problem():
+    """Why ``--compile`` cannot build its kernels on this machine, in one line, or None.
+    ``torch.compile``'s Triton (GPUs) and Inductor (CPUs) build them with the system's C
+    compiler (``CC``, else cc, gcc or clang on the PATH); a bare machine without one fails
+    deep inside the first compiled step, with an error that does not say so."""
+    if os.environ.get("CC") or any(shutil.which(name) for name in ("cc", "gcc", "clang")):
+        return None
+    return ("--compile needs a C compiler to build its kernels (Triton and Inductor compile with $CC, cc, gcc or "
+            "clang) and this machine has none on its PATH: install one (e.g. apt-get install gcc) or leave --compile "
+            "out")
 
 
 def backend_names():

@@ -14,7 +14,9 @@ PyTorch networks, after the fork) joined by PUSH/PULL sockets::
   views there (predict.torch_runner.TorchRunner.predict_jpegs).
 - The models are grouped by the backend that runs them (predict.runner.model_groups:
   MXNet and PyTorch never share a process); each group has a model worker per device,
-  and every decoded product goes to one worker of every group. A model worker batches
+  and every decoded product goes to one worker of every group (a model worker on the CPU
+  shares the cores with the others and the decoders: predict.runner.Runner.share_cores).
+  A model worker batches
   whole products (never splitting one) and runs its group's models; its last, incomplete
   batch runs when the collector, which knows from the reader that the input has ended,
   sends "flush" (a PUB socket) because results stopped coming.
@@ -263,8 +265,9 @@ def _decoder(zctx, report, reader_address, group_addresses, config, md5_counts):
         report.progress(received=received, sent=sent)
 
 
-def _model_worker(zctx, report, handles, group, device, config, ipc_dir, collector_address, commands_address):
-    runner = open_runner(handles, device)
+def _model_worker(zctx, report, handles, group, device, config, ipc_dir, collector_address, commands_address,
+                  processes):
+    runner = open_runner(handles, device, processes)
     inp = _socket(zctx, zmq.PULL, config.queue_size)
     address = bind(inp, config.transport, ipc_dir, f"decoded-{report.index}")
     out = _socket(zctx, zmq.PUSH, config.queue_size)
@@ -435,12 +438,14 @@ def run_pipeline(source, handles, aggregator, config, md5_counts=None):
             commands_address = bind(commands, config.transport, ipc_dir, "commands")
             workers = [(group, device) for group in range(len(groups)) for device in config.devices]
             keys = [("model worker", i) for i in range(len(workers))]
+            on_cpu = sum(parse_device(device).kind == "cpu" for _, device in workers) + config.decoders
             for (role, i), (group, device) in zip(keys, workers):
                 group_handles = [handles[number] for number in groups[group][1]]
                 sup.start(role, i, _model_worker, group_handles, group, device, config, ipc_dir, results_address,
-                          commands_address)
+                          commands_address, on_cpu)
             sup.start("reader", 0, _reader, source, config, ipc_dir)
             *worker_ready, reader_ready = sup.wait_ready(keys + [("reader", 0)])
+            aggregator.start_clock()
             group_addresses = [[ready["address"] for ready, (g, _) in zip(worker_ready, workers) if g == group]
                                for group in range(len(groups))]
             for i in range(config.decoders):
@@ -499,6 +504,7 @@ def run_in_process(source, handles, aggregator, config, md5_counts=None):
                              "or more (a model worker per backend)"
                              % " and ".join(backend.framework for backend, _ in model_groups(handles)))
         runner = open_runner(handles, config.devices[0])
+        aggregator.start_clock()
         batcher, n = Batcher(config.batch_size, config.views.count), 0
         with _progress_bar(config, source.total_products) as bar:
             for product in source:

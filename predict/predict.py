@@ -38,8 +38,9 @@ import sys
 
 if __name__ == "__main__" and sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
     # Run as `python predict/predict.py`: Python put predict/ first on sys.path, where this
-    # file would shadow the `predict` package. Drop it so `import predict.x` finds the package.
-    del sys.path[0]
+    # file would shadow the `predict` package. The checkout's root takes its place, so that
+    # `import predict.x` finds the package, installed or not.
+    sys.path[0] = os.path.dirname(sys.path[0])
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -49,7 +50,7 @@ from data.cli import (OldSpelling, add_common_options, add_device_options, add_s
                       positive_float, positive_int, setup_logging)
 from predict.combine import COMBINERS, parse_combiners  # noqa: E402
 from predict.decode import DECODE_ON, TTA_CHOICES, Views  # noqa: E402
-from models.backends import BACKENDS, backend_names, backends_with  # noqa: E402
+from models.backends import BACKENDS, backend_names, backends_with, compiler_problem  # noqa: E402
 from predict.checkpoints import CheckpointModel  # noqa: E402
 from predict.md5_modes import MD5_MODES, parse_md5_modes  # noqa: E402
 from predict.pipeline import TRANSPORTS, PipelineConfig  # noqa: E402
@@ -119,6 +120,8 @@ def main(argv=None):
     names = args.names or [None] * len(args.models)
     if args.compile and (args.backend is None or not BACKENDS[args.backend].compiles):
         parser.error("--compile needs --backend %s" % " or ".join(backends_with(lambda b: b.compiles)))
+    if args.compile and compiler_problem():
+        parser.error(compiler_problem())
     handles = [CheckpointModel(path, args.epoch, name, args.class_prior, args.backend, args.compile, args.ema)
                for path, name in zip(args.models, names)]
     config = PipelineConfig(decoders=args.decoders, batch_size=args.batch_size,

@@ -80,13 +80,16 @@ def check_decode_on_device(handles):
                          "(or decode with --decode-on decoders)")
 
 
-def open_runner(handles, device):
+def open_runner(handles, device, processes=1):
     """The `Runner` of a model worker running `handles` (models of one backend) on device
-    string `device`; imports the backend's framework, in the model worker only."""
+    string `device`, `processes` processes computing on this machine's CPU at once (itself
+    included: `Runner.share_cores`); imports the backend's framework, in the model worker only."""
     backends = {h.backend for h in handles}
     if len(backends) != 1:
         raise ValueError(f"a model worker runs the models of one backend, not {sorted(b.name for b in backends)}")
-    return backends.pop().module("runner").RUNNER(handles, device)
+    runner = backends.pop().module("runner").RUNNER(handles, device)
+    runner.share_cores(processes)
+    return runner
 
 
 class Runner:
@@ -103,6 +106,11 @@ class Runner:
     def load_network(self, meta, compile=False):
         """The network of the checkpoint whose metadata is `meta`, on this runner's device."""
         raise NotImplementedError
+
+    def share_cores(self, processes):
+        """Size the framework's CPU thread pool for `processes` processes computing at once on
+        this machine (the model workers on the CPU and the decoders), where the framework
+        lets a process do so; by default its own (MXNet sizes its pools when it loads)."""
 
     def probabilities(self, pixels):
         """(n_models, n_inputs, classes) float32 softmax of ``(n_inputs, H, W, 3)`` uint8 pixels."""

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from data.images import resize_all
-from models.torch_nets.devices import torch_device
+from models.torch_nets.devices import share_cpu_threads, torch_device
 from models.torch_nets.images import decode_on_device, resize
 from models.torch_nets.runs import load_for_inference
 from predict.decode import undecodable
@@ -109,6 +109,13 @@ class TorchRunner(Runner):
 
     def load_network(self, meta, compile=False):
         return prepared(load_for_inference(meta), self.device, compile)
+
+    def share_cores(self, processes):
+        """On the CPU, PyTorch's threads are this worker's share of the cores
+        (``models.torch_nets.devices.share_cpu_threads``): its default, every core in every
+        model worker beside the decoders, oversubscribes them."""
+        if self.device.type == "cpu":
+            share_cpu_threads(processes)
 
     @torch.inference_mode()
     def probabilities(self, pixels):

@@ -1,13 +1,17 @@
 """Shared pytest fixtures (the helpers they use are in helpers.py, importable by every test
 module). Framework-free at import: the PyTorch suite (tests/torch) loads this file too, so
-a fixture that needs MXNet imports it when it runs."""
+a fixture that needs MXNet imports it when it runs. It puts the checkout's root first on
+``sys.path``: the suites run from a checkout without an install step (the GPU machines)."""
 import os
 import shutil
+import sys
 
 import pytest
 
-from data.categories import CategoryMap
-from helpers import REAL_CATEGORY_NAMES, REAL_TRAIN_EXAMPLE, make_products, write_bson
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from data.categories import CategoryMap  # noqa: E402
+from helpers import REAL_CATEGORY_NAMES, REAL_TRAIN_EXAMPLE, make_products, write_bson  # noqa: E402
 
 
 def pytest_configure(config):

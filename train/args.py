@@ -12,7 +12,8 @@ import argparse
 import re
 
 from data.cli import add_common_options, add_device_options, gpu_numbers_of, positive_int
-from models.backends import BACKENDS, DEFAULT_BACKEND, WORKER_DECODE, backend_names, backends_with, get_backend
+from models.backends import (BACKENDS, DEFAULT_BACKEND, WORKER_DECODE, backend_names, backends_with, compiler_problem,
+                             get_backend)
 from models.families import FAMILIES, ArchitectureError, family_of
 from train.config import KVSTORES, LR_SCHEDULES, OPTIMIZERS, TrainConfig
 
@@ -252,7 +253,8 @@ def parse_args(argv=None):
         parser.error("--epoch-size must be 0 (a full pass) or more")
     if not 0.0 <= args.label_smoothing < 1.0:
         parser.error("--label-smoothing must be in [0, 1)")
-    refusal = network_refusal(args) or backend_refusal(get_backend(args.backend), args)
+    refusal = (network_refusal(args) or backend_refusal(get_backend(args.backend), args)
+               or (args.compile and compiler_problem()))
     if refusal:
         parser.error(refusal)
     if not 0.0 <= args.ema_decay < 1.0:

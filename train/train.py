@@ -17,8 +17,9 @@ import sys
 
 if __name__ == "__main__" and sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
     # `python train/train.py` puts train/ first on sys.path, where this very file would
-    # shadow the `train` package and break `import train.fit`.
-    del sys.path[0]
+    # shadow the `train` package: the checkout's root takes its place, so that the command
+    # runs from a checkout without an install step.
+    sys.path[0] = os.path.dirname(sys.path[0])
 
 from data.cli import INTERRUPTED, UserError, command  # noqa: E402
 from data.parallel import dying_with_this_process  # noqa: E402

@@ -1,7 +1,10 @@
-"""PyTorch devices of the device strings every tool takes (``data.devices``)."""
+"""PyTorch devices of the device strings every tool takes (``data.devices``), and the CPU
+threads of a process."""
+import os
+
 import torch
 
-from data.devices import parse_device
+from data.devices import cpu_share, parse_device
 
 
 def torch_device(text):
@@ -20,3 +23,12 @@ def unavailable_gpu(gpus):
     if missing:
         return "GPUs %s: GPU %d asked for but this machine has %d" % (gpus, missing[0], torch.cuda.device_count())
     return None
+
+
+def share_cpu_threads(processes):
+    """Run this process's PyTorch operators on its share of the cores when `processes`
+    processes compute at once on this machine (``data.devices.cpu_share``), unless
+    ``OMP_NUM_THREADS`` sets their number (PyTorch then follows it). Returns the number."""
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(cpu_share(processes))
+    return torch.get_num_threads()

@@ -13,7 +13,8 @@ from train.torch_backend.backend import TorchDeviceError, smoothed_cross_entropy
 from models import backends
 from train import inputs
 from train.torch_backend import loader
-from data import record_file
+from data import record_file, recordio
+from data.images import decode_rgb
 
 
 def test_workers_read_the_parts_of_one_workers_batches():
@@ -47,6 +48,17 @@ def test_an_option_switched_off_does_not_move_the_other_draws():
     assert inputs.draws_of(mirror_only, 5, 0).shift_h == 0 and inputs.draws_of(mirror_only, 5, 0).scale == 1
 
 
+@pytest.mark.parametrize("epoch_seed", [0, 7, 1000003 * 12345 + 3, 2 ** 32 - 1, 2 ** 32, 2 ** 64 + 5, 2 ** 130 + 1])
+def test_the_draws_of_a_batch_are_numpys_generator_per_record(epoch_seed):
+    """seeded_uniforms computes numpy's default_rng([seed, record]).random(k) for many records
+    at once: the same doubles bit for bit, seeds of one to five 32-bit words included."""
+    indices = np.concatenate([[0, 1, 2 ** 32 - 1], np.random.RandomState(epoch_seed % 2 ** 32).randint(0, 2 ** 31, 60)])
+    expected = np.stack([np.random.default_rng([epoch_seed, int(i)]).random(7) for i in indices])
+    assert np.array_equal(inputs.seeded_uniforms(epoch_seed, indices, 7), expected)
+    assert inputs.draws_of_records(FULL, epoch_seed, indices[:5]) == [inputs.draws_of(FULL, epoch_seed, int(i))
+                                                                       for i in indices[:5]]
+
+
 def test_the_geometry_resizes_the_shorter_edge_scales_and_keeps_the_crop_inside():
     aug = inputs.Augmentation(random_crop=True, min_scale=1.5, max_scale=1.5, resize=40)
     assert inputs.geometry(80, 100, (32, 32), aug, inputs.Draws(scale=1.5, crop_y=0.0, crop_x=0.999)) == \
@@ -55,10 +67,10 @@ def test_the_geometry_resizes_the_shorter_edge_scales_and_keeps_the_crop_inside(
     assert inputs.geometry(20, 10, (32, 32), inputs.NO_AUGMENTATION, inputs.Draws()) == ((32, 32), (0, 0))
 
 
-def _pictures(tmp_path, count=24, size=(48, 40)):
+def _pictures(tmp_path, count=24, sizes=((48, 40),)):
     rng = np.random.RandomState(1)
-    pictures = [cv2.imencode(".jpg", cv2.GaussianBlur(rng.randint(0, 256, (*size, 3)).astype(np.uint8), (5, 5), 0))[1]
-                .tobytes() for _ in range(count)]
+    pictures = [cv2.imencode(".jpg", cv2.GaussianBlur(rng.randint(0, 256, (*sizes[k % len(sizes)], 3))
+                                                      .astype(np.uint8), (5, 5), 0))[1].tobytes() for k in range(count)]
     rec = write_rec(str(tmp_path / "pictures"), count, 3, seed=0, pictures=lambda label, r: pictures[r.randint(count)])[0]
     return record_file.open_record_file(rec)
 
@@ -85,6 +97,31 @@ def test_decoding_on_the_device_resizes_as_opencv_and_jitters_the_colours_nearly
     on_workers, on_device = _both_places(record, FULL)
     difference = (on_workers.int() - on_device.int()).abs().float()
     assert difference.mean() < 0.3 and (difference > 2).float().mean() < 2e-3
+
+
+def test_pictures_of_several_sizes_are_augmented_on_the_device_as_the_workers_do(tmp_path):
+    """augment_on_device resizes and crops together the pictures that share a size and a geometry."""
+    record = _pictures(tmp_path, sizes=((48, 40), (40, 48), (32, 32), (30, 20)))
+    for aug in (inputs.Augmentation(random_mirror=True),
+                inputs.Augmentation(random_mirror=True, random_crop=True, min_scale=0.9, max_scale=1.3, resize=36)):
+        assert torch.equal(*_both_places(record, aug))
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_workers_batch_holds_each_records_augmented_picture(tmp_path, workers):
+    """The batch a worker writes in place (shared memory, NHWC, seen as NCHW) holds, for each
+    record, the picture ``augment`` makes of it with its draws, and its label."""
+    record = _pictures(tmp_path, sizes=((48, 40), (36, 36)))
+    order = np.random.RandomState(0).permutation(record.num_records)
+    got = list(loader.batches(record, order, 5, (3, 32, 32), FULL, 9, workers, drop_last=False))
+    pixels, labels = torch.cat([p for p, _ in got]), torch.cat([l for _, l in got])
+    assert pixels.shape == (record.num_records, 3, 32, 32) and pixels.dtype == torch.uint8
+    with open(record.rec, "rb") as f:
+        for position, index in enumerate(order):
+            (_, label, _, _), jpeg = recordio.unpack(recordio.read_record(f, int(record.offsets[index]))[0])
+            expected = inputs.augment(decode_rgb(jpeg), (32, 32), FULL, inputs.draws_of(FULL, 9, int(index)))
+            assert np.array_equal(pixels[position].permute(1, 2, 0).numpy(), expected)
+            assert labels[position] == int(label)
 
 
 def test_the_colour_jitter_on_the_device_is_opencvs():

@@ -13,10 +13,14 @@ import sys
 import numpy as np
 import pytest
 
+from models.backends import get_backend
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not get_backend("mxnet").installed(), reason="BACKEND=both trains a network with MXNet, which is "
+                    "not installed here (the GPU machines)")
 def test_demo_mixes_a_gluon_trained_and_a_pytorch_trained_model(tmp_path):
     work = tmp_path / "work"
     env = dict(os.environ, WORK=str(work), PYTHON=sys.executable, BACKEND="both", TRAIN_PRODUCTS="1200",

@@ -81,7 +81,7 @@ from models import params_file, runs
 from models.families import ArchitectureError, architecture, config_overrides, family_of
 from models.torch_nets.build import UnsupportedArchitectureError, create_torch_model
 from models.torch_nets.convert_weights import TORCH_SUFFIXES
-from models.torch_nets.devices import torch_device, unavailable_gpu
+from models.torch_nets.devices import share_cpu_threads, torch_device, unavailable_gpu
 from models.torch_nets.weights import (DAMAGED_FILE_ERRORS, classifier_prefix, gluon_weights_to_state,
                                        load_imagenet_backbone, read_run_file, run_state, write_run_state)
 from models.weight_convert import BN_COUNTER, WeightConversionError, parameter_pairs
@@ -298,6 +298,8 @@ class TorchBackend(Backend):
             raise TorchDeviceError("--batch-size %d does not split evenly over %d devices"
                                    % (config.optimizer.batch_size, len(self.devices)))
         self.rank, self.num_workers = join_process_group(self.device)
+        # The cores of this machine are shared by its training processes and their input workers.
+        share_cpu_threads(int(os.environ.get("LOCAL_WORLD_SIZE", 1)) * (1 + config.data.data_nthreads))
         self.autocast = AUTOCAST_DTYPES.get(config.network.dtype)
         self.model = self.trained = self.optimizer = self.scaler = self.ema = None
         self.ema_updates = 0      # optimizer steps the moving average has followed (its warm-up's clock)
