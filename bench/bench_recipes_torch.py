@@ -22,6 +22,7 @@ import time
 import torch
 from timm.utils import ModelEmaV3
 
+from bench_models_common import time_batches  # bench_common, beneath it, puts the checkout on sys.path
 from data.atomic import atomic_open
 from data.cli import add_common_options, add_device_options, command, gpu_numbers_of
 from models import get_spec
@@ -71,13 +72,7 @@ def step_speed(config, device, batch_size, dtype, min_seconds, min_batches, warm
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    for _ in range(warmup):
-        step()
-    batches, start = 0, time.perf_counter()
-    while batches < min_batches or time.perf_counter() - start < min_seconds:
-        step()
-        batches += 1
-    return batch_size * batches / (time.perf_counter() - start)
+    return batch_size / time_batches(step, min_seconds, min_batches, warmup)
 
 
 def device_name(device):
