@@ -21,7 +21,7 @@ from data.bson2rec import ConvertOptions, convert
 from data.bson_index import BsonIndex, index_path_for
 from data.locks import lock_path, output_lock
 from data.recordio import record_paths
-from helpers import file_bytes, make_products, write_bson, write_categories
+from helpers import file_bytes, make_products, still_running, write_bson, write_categories
 
 PRODUCTS = 1500              # ~9 MB of BSON, 3,716 images: ~0.1-0.3 s of conversion here
 
@@ -238,7 +238,7 @@ def test_sigkill_of_the_parent_leaves_no_worker_alive(tool, dataset, tmp_path):
             break
     else:
         pytest.fail("never saw the workers")
-    gone, alive = psutil.wait_procs(workers, timeout=5)
+    alive = still_running(workers, timeout=5)
     assert not alive, f"orphaned workers: {alive}"
 
 

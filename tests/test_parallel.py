@@ -10,6 +10,7 @@ import psutil
 import pytest
 
 from data.parallel import RemoteTraceback, WorkerDiedError, ordered_map
+from helpers import still_running
 
 
 def square_after(state, task):
@@ -118,7 +119,7 @@ def test_workers_die_with_their_parent():
     proc, workers = _start_slow_map()
     proc.kill()
     proc.wait()
-    gone, alive = psutil.wait_procs(workers, timeout=5)
+    alive = still_running(workers, timeout=5)
     assert not alive, f"orphaned workers: {alive}"
 
 
@@ -131,4 +132,4 @@ def test_ctrl_c_returns_at_once_without_waiting_for_running_tasks(to):
     (os.killpg if to == "group" else os.kill)(proc.pid, signal.SIGINT)
     out, _ = proc.communicate(timeout=5)
     assert time.time() - start < 2 and out.strip() == "interrupted"
-    assert not psutil.wait_procs(workers, timeout=1)[1]
+    assert not still_running(workers, timeout=1)

@@ -16,7 +16,7 @@ import pytest
 from data.bson_index import BsonIndex
 from data.categories import CategoryMap
 from data.errors import DataInputError
-from helpers import jpeg_bytes, write_bson
+from helpers import jpeg_bytes, still_running, write_bson
 from models import runs
 from pipeline_kills import assert_a_kill_ends_the_run_naming_it, kill_when_running
 from predict.decode import Views
@@ -139,7 +139,7 @@ def test_sigkill_of_the_parent_under_load_leaves_no_child_alive_after_2_s(world,
     assert len(children) == 4, children                 # reader, 2 decoders, model worker
     parent.kill()
     parent.wait()
-    gone, alive = psutil.wait_procs(children, timeout=2)
+    alive = still_running(children, timeout=2)
     assert not alive, f"children alive 2 s after their parent was killed: {alive}"
 
 

@@ -8,7 +8,7 @@ import time
 
 import psutil
 
-from helpers import write_synthetic_dataset
+from helpers import still_running, write_synthetic_dataset
 from models.training_log import read_training_log
 from data import record_file
 
@@ -85,7 +85,7 @@ def test_stopping_the_launcher_stops_the_job():
         assert len(children) == 4                       # scheduler, server, two workers
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 128 + signal.SIGTERM
-        _, alive = psutil.wait_procs(children, timeout=30)
+        alive = still_running(children, timeout=30)
         assert not alive
     finally:
         if proc.poll() is None:

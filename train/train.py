@@ -21,7 +21,7 @@ if __name__ == "__main__" and sys.path and os.path.abspath(sys.path[0]) == os.pa
     # runs from a checkout without an install step.
     sys.path[0] = os.path.dirname(sys.path[0])
 
-from data.cli import INTERRUPTED, UserError, command  # noqa: E402
+from data.cli import INTERRUPTED, UserError, command, interrupt_within  # noqa: E402
 from data.parallel import dying_with_this_process  # noqa: E402
 from data.record_file import DataFileError  # noqa: E402
 from models.backends import get_backend  # noqa: E402
@@ -48,6 +48,7 @@ def _train(argv=None):
         print("train: one process per GPU: %s" % shlex.join(relaunch), file=sys.stderr, flush=True)
         return run_phase(relaunch)
     backend = backend_class(config.compute.backend)        # after the command line: --help loads no framework
+    interrupt_within("train")
     try:
         fit.run(config)
     except USER_ERRORS + backend.user_errors as err:

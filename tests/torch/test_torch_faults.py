@@ -19,7 +19,7 @@ import time
 import psutil
 import pytest
 
-from helpers import write_report
+from helpers import still_running, write_report
 from models import runs
 from torch_recs import write_dataset
 
@@ -87,7 +87,7 @@ def test_sigkill_leaves_no_process_of_the_job_alive(dataset, tmp_path, case):
     try:
         killed = agent_of(descendants)[0] if victim == "agent" else psutil.Process(process.pid)
         killed.kill()
-        gone, alive = psutil.wait_procs([p for p in descendants if p != killed], timeout=3)
+        alive = still_running([p for p in descendants if p != killed], timeout=3)
         assert not alive, f"alive 3 s after the SIGKILL of {case}: {alive}"
     finally:
         for p in [psutil.Process(process.pid), *descendants]:
