@@ -17,9 +17,10 @@ import os
 import sys
 
 if __name__ == "__main__" and sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
-    # Run as `python predict/score.py`: Python put predict/ first on sys.path, where this
-    # file's neighbours would shadow the `predict` package. Drop it so the package is found.
-    del sys.path[0]
+    # Run as `python predict/score.py`: Python put predict/ first on sys.path, where
+    # predict/predict.py would shadow the `predict` package. The checkout's root takes its
+    # place, so that the package is found, installed or not.
+    sys.path[0] = os.path.dirname(sys.path[0])
 
 import argparse  # noqa: E402
 import csv  # noqa: E402

@@ -187,3 +187,24 @@ def test_commands_run_without_any_framework(command, without_frameworks):
                             text=True)
     assert result.returncode == 0, result.stderr
     assert "usage:" in result.stdout
+
+
+ENTRY_POINTS = ["train/train.py", "predict/predict.py", "predict/ensemble.py", "predict/score.py",
+                "bench/bench_train.py", "bench/bench_predict.py", "bench/bench_models.py", "bench/bench_bson2rec.py",
+                "bench/bench_index.py"]
+
+
+@pytest.mark.parametrize("script", ENTRY_POINTS)
+def test_commands_run_from_a_checkout_without_an_install_step(script, tmp_path):
+    """The GPU machines run the commands from a plain checkout: each puts the checkout's
+    packages first on ``sys.path``. Packages of the same names placed where an install would
+    put them (``PYTHONPATH``, ahead of site-packages) refuse to import: the checkout's must
+    be found before them."""
+    for package in PACKAGES:
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text(
+            'raise ImportError("the installed %s was imported instead of the checkout\'s")\n' % package)
+    result = subprocess.run([sys.executable, os.path.join(ROOT, script), "--help"], cwd=tmp_path,
+                            env=dict(os.environ, PYTHONPATH=str(tmp_path)), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "usage:" in result.stdout
