@@ -39,7 +39,7 @@ import torch
 
 from data.images import resize_all
 from models.torch_nets.devices import share_cpu_threads, torch_device
-from models.torch_nets.images import decode_on_device, resize
+from models.torch_nets.images import decode_on_device, normalise, resize
 from models.torch_nets.runs import load_for_inference
 from predict.decode import undecodable
 from predict.runner import Runner
@@ -70,14 +70,10 @@ def views_input(preprocess, views, device):
 
 def normalised(preprocess, x, device):
     """``(n, 3, h, w)`` uint8 RGB `x` on `device`, at the network's size, as its input:
-    the channel order, float32, ``(x - mean) * scale``, channels_last on a GPU."""
+    the channel order, then ``models.torch_nets.images.normalise`` (channels_last on a GPU)."""
     if preprocess.channel_order == "BGR":
         x = x.flip(1)
-    x = x.float()
-    if any(preprocess.mean) or preprocess.scale != 1:
-        mean = torch.tensor(preprocess.mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-        x = (x - mean) * torch.tensor(preprocess.scale, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-    return x.contiguous(memory_format=torch.channels_last if device.type == "cuda" else torch.contiguous_format)
+    return normalise(x, preprocess.mean, preprocess.scale, device, channels_last=device.type == "cuda")
 
 
 def device_views(views, images):

@@ -15,6 +15,10 @@ every decode place (and in MXNet's ImageRecordIter, which decodes with OpenCV).
 device: ``cv2.resize``'s pixels bit for bit (float32 bilinear was within one level but
 biased, and moved the probabilities of the predictor's test-time crops by 2.4e-3).
 
+`normalise` makes a network's float32 input of uint8 pixels on the device, for training
+(train.torch_backend) and prediction (predict.torch_runner) alike: the computation of
+``data.images.network_input``, on the device.
+
 torchvision 0.29 (this project's pin) warns that its decoders are deprecated in favour of
 TorchCodec's; they still work, and the GPU machines' torchvision 0.26 does not warn:
 `_decode` keeps the warning out of the logs until a release removes them.
@@ -113,3 +117,17 @@ def resize(image, size):
     top, bottom = rows[..., y0, :] >> 4, rows[..., y1, :] >> 4
     out = ((top * b0[:, None]) >> 16) + ((bottom * b1[:, None]) >> 16)
     return ((out + 2) >> 2).clamp_(0, 255).to(torch.uint8)
+
+
+def normalise(pixels, mean, scale, device, channels_last=False):
+    """Float32 network input ``(pixel - mean) * scale`` of uint8 NCHW `pixels`, on `device`
+    (copied without blocking from pinned memory when they are not there yet), in memory
+    channels_last or contiguous NCHW (the conversion to float32 lays it out: one pass);
+    `scale` is one number or one per channel (timm's networks)."""
+    x = pixels.to(device, non_blocking=True)
+    x = x.to(torch.float32, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    if any(mean):
+        x = x - torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    if isinstance(scale, tuple):
+        return x * torch.tensor(scale, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    return x * scale if scale != 1 else x

@@ -203,7 +203,7 @@ def test_the_listing_shows_the_family_and_counts_a_named_network():
 
 def test_training_normalises_each_channel_as_the_predictor_does():
     from data.images import network_input
-    from train.torch_backend.loader import normalise
+    from models.torch_nets.images import normalise
     pixels = np.random.RandomState(2).randint(0, 256, (2, 16, 12, 3), dtype=np.uint8)
     preprocess = runs.Preprocessing((3, 16, 12), "RGB", (123.675, 116.28, 103.53),
                                     (1 / 58.395, 1 / 57.12, 1 / 57.375), "imagenet")

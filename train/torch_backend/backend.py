@@ -82,6 +82,7 @@ from models.families import ArchitectureError, architecture, config_overrides, f
 from models.torch_nets.build import UnsupportedArchitectureError, create_torch_model
 from models.torch_nets.convert_weights import TORCH_SUFFIXES
 from models.torch_nets.devices import share_cpu_threads, torch_device, unavailable_gpu
+from models.torch_nets.images import normalise
 from models.torch_nets.weights import (DAMAGED_FILE_ERRORS, classifier_prefix, gluon_weights_to_state,
                                        load_imagenet_backbone, read_run_file, run_state, write_run_state)
 from models.weight_convert import BN_COUNTER, WeightConversionError, parameter_pairs
@@ -429,7 +430,7 @@ class TorchBackend(Backend):
                               self.config.data.decode_on, self.device, num_classes=self.config.data.num_classes)
 
     def _input(self, pixels, spec):
-        return loader.normalise(pixels, spec.mean, spec.scale, self.device, self.device.type == "cuda")
+        return normalise(pixels, spec.mean, spec.scale, self.device, self.device.type == "cuda")
 
     def train_step(self, batch, lr):
         pixels, labels = batch

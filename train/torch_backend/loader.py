@@ -11,8 +11,9 @@ Where the JPEGs are decoded is an option (``--decode-on``, `batches`):
   straight into its place in one uint8 batch held in shared memory, NHWC: the batch
   crosses to the main process in one transfer, without collation nor a CHW copy, and is
   seen there as NCHW (channels_last strides: the layout the GPUs train in). The backend
-  copies it to the device without blocking and normalises it there (``normalise``:
-  ``(pixel - mean) * scale``, as ``ImageRecordIter`` does in C++). Measured on the CPU
+  copies it to the device without blocking and normalises it there (``(pixel - mean) *
+  scale``, as ``ImageRecordIter`` does in C++: ``models.torch_nets.images.normalise``,
+  the predictor's too). Measured on the CPU
   (bench/results/train_torch_cpu.*.md): the path costs about the CPU time of a bare
   ``cv2.imdecode`` loop per image; before it cost 4.5x (collation, the transfer per
   picture, the CHW copy of a mirrored picture and a numpy generator per record).
@@ -325,17 +326,3 @@ def _decoded_by_workers(record, batch_lists, image_shape, augmentation, epoch_se
         pixels = torch.empty(pixels.shape, dtype=torch.uint8, pin_memory=True).copy_(pixels) if pin_memory \
             else pixels.clone()
         yield pixels.permute(0, 3, 1, 2), class_ids
-
-
-def normalise(pixels, mean, scale, device, channels_last=False):
-    """Float32 network input ``(pixel - mean) * scale`` of uint8 NCHW `pixels`, on `device`
-    (copied without blocking from pinned memory when they are not there yet), in memory
-    channels_last or contiguous NCHW (the conversion to float32 lays it out: one pass);
-    `scale` is one number or one per channel."""
-    x = pixels.to(device, non_blocking=True)
-    x = x.to(torch.float32, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    if any(mean):
-        x = x - torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-    if isinstance(scale, tuple):
-        return x * torch.tensor(scale, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-    return x * scale if scale != 1 else x
