@@ -23,8 +23,8 @@ def main(argv):
     if args.decode_on == "device" and not get_backend(args.backend).decodes_on_device:
         parser.error("--decode-on device needs --backend %s (model workers that decode on their device)"
                      % " or ".join(backends_with(lambda backend: backend.decodes_on_device)))
-    if args.compile and compiler_problem():
-        parser.error(compiler_problem())
+    if args.compile and (problem := compiler_problem()):
+        parser.error(problem)
     return backend_module("bench_predict", args.backend).main(args)
 
 

@@ -110,8 +110,8 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.compile and compiler_problem():
-        parser.error(compiler_problem())
+    if args.compile and (problem := compiler_problem()):
+        parser.error(problem)
     rec = args.rec or synthetic_rec(args.work, args.products)
     record = open_record_file(rec)
     device = "gpu" if any(d.startswith("gpu") for d in args.devices) else "cpu"

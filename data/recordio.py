@@ -505,6 +505,12 @@ def _misplaced_end(i, end, next_offset):
            f"damaged{_DAMAGED}"
 
 
+def _next_record(f, offsets, i):
+    """Where record `i` of the `.rec` open as `f`, whose records start at `offsets`, must end:
+    where record i + 1 starts, or for the last one where the file ends."""
+    return int(offsets[i + 1]) if i + 1 < len(offsets) else os.fstat(f.fileno()).st_size
+
+
 def read_indexed_record(f, offsets, i):
     """The payload of record `i` of the `.rec` open as the binary file `f`, whose records
     start at `offsets` (`read_idx`), its frame checked as `read_headers` checks every
@@ -522,7 +528,7 @@ def read_indexed_record(f, offsets, i):
         payload, end = read_record(f, offset)
     except RecordFileError as err:
         raise RecordFileError(f.name, offset, None, f"record {i} is damaged ({err.reason}){_DAMAGED}") from None
-    next_offset = int(offsets[i + 1]) if i + 1 < len(offsets) else os.fstat(f.fileno()).st_size
+    next_offset = _next_record(f, offsets, i)
     if end != next_offset:
         raise RecordFileError(f.name, offset, None, _misplaced_end(i, end, next_offset))
     if len(payload) < IR_HEADER.size:
@@ -541,7 +547,7 @@ def read_indexed_payload(f, offsets, i):
     payload = read_payload(f.fileno(), offset)
     if payload is not None and len(payload) >= IR_HEADER.size:
         end = offset + _FRAME.size + len(payload) + (-len(payload) & 3)
-        if end == (int(offsets[i + 1]) if i + 1 < len(offsets) else os.fstat(f.fileno()).st_size):
+        if end == _next_record(f, offsets, i):
             return payload
     return read_indexed_record(f, offsets, i)
 

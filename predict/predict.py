@@ -120,8 +120,8 @@ def main(argv=None):
     names = args.names or [None] * len(args.models)
     if args.compile and (args.backend is None or not BACKENDS[args.backend].compiles):
         parser.error("--compile needs --backend %s" % " or ".join(backends_with(lambda b: b.compiles)))
-    if args.compile and compiler_problem():
-        parser.error(compiler_problem())
+    if args.compile and (problem := compiler_problem()):
+        parser.error(problem)
     handles = [CheckpointModel(path, args.epoch, name, args.class_prior, args.backend, args.compile, args.ema)
                for path, name in zip(args.models, names)]
     config = PipelineConfig(decoders=args.decoders, batch_size=args.batch_size,

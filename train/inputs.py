@@ -137,6 +137,8 @@ _INIT_A, _MULT_A, _INIT_B, _MULT_B = 0x43B0D7E5, 0x931E8875, 0x8B51F9DD, 0x58F38
 _MIX_MULT_L, _MIX_MULT_R, _POOL_SIZE = np.uint32(0xCA01F9DD), np.uint32(0x4973F715), 4
 # PCG64's multiplier (numpy/random/src/pcg64/pcg64.h: PCG_DEFAULT_MULTIPLIER_128).
 _PCG_MULT = 0x2360ED051FC65DA44385DF649FCCF645
+
+
 def _limbs(value):
     """The four 32-bit limbs of a 128-bit integer, lowest first, as uint64 scalars."""
     return [np.uint64((value >> (32 * k)) & _MASK32) for k in range(4)]

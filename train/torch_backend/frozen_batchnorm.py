@@ -44,8 +44,8 @@ def _trained_only(model, frozen):
 def stale_batchnorms(model, frozen, example):
     """The names of `model`'s batch norms whose statistics MXNet leaves untouched while the
     parameters named in `frozen` (``named_parameters`` names) are frozen and the others
-    train: those whose output needs no gradient. Found with one inference-mode forward of
-    `example` (no statistics change, no dropout) that records whether each batch norm's
+    train: those whose output needs no gradient. Found with one forward of `example` in
+    evaluation mode (no statistics change, no dropout) that records whether each batch norm's
     output requires a gradient; training flags and ``requires_grad`` are restored. (The
     order in which modules are registered would misjudge a branch such as a shortcut
     registered after a trained body.)"""
