@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from data.categories import CategoryMap
+from data.images import decode_bgr
 from predict.outputs import Predictions
 from twin_helpers import run_python
 
@@ -247,11 +248,6 @@ def rec_with_damaged_pictures(world, folder, damage):
     return write_pictures_rec(str(folder / "bad"), *zip(*records)), bad
 
 
-def opencv_decodes(jpeg):
-    import cv2
-    return cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR) is not None
-
-
 @pytest.fixture(scope="module")
 def bad_rec(world, tmp_path_factory):
     """`rec_with_damaged_pictures` corrupted as `corrupt_huffman_selector` does."""
@@ -260,7 +256,7 @@ def bad_rec(world, tmp_path_factory):
     def damage(jpeg):
         jpeg = corrupt_huffman_selector(jpeg)
         assert picture_problem(jpeg) is None
-        assert not opencv_decodes(jpeg)
+        assert decode_bgr(jpeg) is None
         return jpeg
 
     return rec_with_damaged_pictures(world, tmp_path_factory.mktemp("bad-rec"), damage)
@@ -316,7 +312,7 @@ def test_a_damaged_picture_that_opencv_decodes_is_predicted_alike_in_both_places
 
     def damage(jpeg):
         jpeg = marker_in_scan(jpeg)
-        assert opencv_decodes(jpeg)
+        assert decode_bgr(jpeg) is not None
         return jpeg
 
     rec, _ = rec_with_damaged_pictures(world, tmp_path, damage)
